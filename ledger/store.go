@@ -1,0 +1,204 @@
+package ledger
+
+import (
+	"context"
+	"sort"
+)
+
+// Tx is a store's side of one write transaction. The store locks and loads
+// rows and writes back what the rules decided; it decides nothing itself.
+type Tx interface {
+	// LockAccounts loads the accounts with the given ids, which come sorted
+	// ascending, and holds them against other writers until the transaction
+	// ends. Ids with no account are absent from the result.
+	LockAccounts(ctx context.Context, ids []int64) ([]Account, error)
+	// LoadTransfers loads committed transfers by id; unknown ids are absent.
+	LoadTransfers(ctx context.Context, ids []string) ([]Transfer, error)
+	// LoadResolutions reports which of the given pending transfers have been
+	// posted or voided: pending id → PostPending or VoidPending.
+	LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]TransferFlags, error)
+	// InsertAccounts, InsertTransfers and UpdateAccounts write rows.
+	InsertAccounts(ctx context.Context, accounts []Account) error
+	InsertTransfers(ctx context.Context, transfers []Transfer) error
+	UpdateAccounts(ctx context.Context, accounts []Account) error
+}
+
+// Store keeps the ledger durably. Package sqlite and package postgres
+// implement it; package storetest holds the one test suite both must pass.
+type Store interface {
+	// Update runs fn in one write transaction and commits it durably. If the
+	// database reports a conflict with another process (a serialisation
+	// failure, a deadlock, a duplicate key), Update rolls back and runs fn
+	// again from the start, a bounded number of times.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// LookupAccounts and LookupTransfers read committed rows.
+	LookupAccounts(ctx context.Context, ids []int64) ([]Account, error)
+	LookupTransfers(ctx context.Context, ids []string) ([]Transfer, error)
+	// Entries returns up to limit entries of an account, newest first, with
+	// Seq below beforeSeq (0 means from the newest).
+	Entries(ctx context.Context, accountID int64, beforeSeq int64, limit int) ([]Entry, error)
+	// Snapshot reads every account and the per-account sums of transfers in
+	// one consistent read, for the audit.
+	Snapshot(ctx context.Context) (Snapshot, error)
+	Close() error
+}
+
+// Sums are one account's balances recomputed from its transfers.
+type Sums struct {
+	DebitsPending, DebitsPosted, CreditsPending, CreditsPosted int64
+}
+
+// Snapshot is the audit's view of the whole ledger at one instant.
+type Snapshot struct {
+	Accounts      []Account
+	Sums          map[int64]Sums
+	TransferCount int64
+}
+
+// CreateAccounts creates accounts in one transaction and returns a result
+// per account. Creating an account that exists with the same flags, ledger and
+// code is AccountExists.
+func CreateAccounts(ctx context.Context, st Store, accounts []Account) ([]AccountResult, error) {
+	results := make([]AccountResult, len(accounts))
+	err := st.Update(ctx, func(tx Tx) error {
+		ids := make([]int64, 0, len(accounts))
+		for _, a := range accounts {
+			ids = append(ids, a.ID)
+		}
+		existing, err := tx.LockAccounts(ctx, sortedUnique(ids))
+		if err != nil {
+			return err
+		}
+		byID := make(map[int64]*Account, len(existing))
+		for i := range existing {
+			byID[existing[i].ID] = &existing[i]
+		}
+		var fresh []Account
+		for i, a := range accounts {
+			results[i] = CreateAccount(byID[a.ID], a)
+			if results[i] == AccountOK {
+				fresh = append(fresh, a)
+				byID[a.ID] = &fresh[len(fresh)-1]
+			}
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		return tx.InsertAccounts(ctx, fresh)
+	})
+	return results, err
+}
+
+// Commit applies several callers' submissions in one transaction: it loads
+// and locks every row they touch, runs the rules, and writes the result. The
+// store commits durably before Commit returns. Submissions are applied in
+// order, as if one after the other.
+func Commit(ctx context.Context, st Store, subs [][]Transfer, now int64) ([][]TransferResult, error) {
+	var out [][]TransferResult
+	err := st.Update(ctx, func(tx Tx) error {
+		s, err := load(ctx, tx, subs)
+		if err != nil {
+			return err
+		}
+		out = make([][]TransferResult, len(subs))
+		for i, sub := range subs {
+			out[i] = s.Apply(sub, now)
+		}
+		if len(s.created) == 0 {
+			return nil
+		}
+		if err := tx.InsertTransfers(ctx, s.created); err != nil {
+			return err
+		}
+		return tx.UpdateAccounts(ctx, s.Changed())
+	})
+	return out, err
+}
+
+// load reads what the submissions touch. Pending transfers are read first to
+// learn their accounts; then all accounts are locked in ascending id order, so
+// that several processes on one database never deadlock on each other; then
+// the transfers' own ids and the pending transfers' resolutions are read
+// under those locks.
+func load(ctx context.Context, tx Tx, subs [][]Transfer) (*State, error) {
+	s := NewState()
+	var ids, pendingIDs []string
+	var accountIDs []int64
+	for _, sub := range subs {
+		for _, t := range sub {
+			ids = append(ids, t.ID)
+			if t.PendingID != "" && t.Flags&resolvingFlags != 0 {
+				pendingIDs = append(pendingIDs, t.PendingID)
+			}
+			accountIDs = appendNonZero(accountIDs, t.DebitAccountID, t.CreditAccountID)
+		}
+	}
+	pendingIDs = sortedUniqueStrings(pendingIDs)
+	if len(pendingIDs) > 0 {
+		pending, err := tx.LoadTransfers(ctx, pendingIDs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range pending {
+			p := pending[i]
+			s.Transfers[p.ID] = &p
+			accountIDs = appendNonZero(accountIDs, p.DebitAccountID, p.CreditAccountID)
+		}
+	}
+	accounts, err := tx.LockAccounts(ctx, sortedUnique(accountIDs))
+	if err != nil {
+		return nil, err
+	}
+	for i := range accounts {
+		s.Accounts[accounts[i].ID] = &accounts[i]
+	}
+	existing, err := tx.LoadTransfers(ctx, sortedUniqueStrings(ids))
+	if err != nil {
+		return nil, err
+	}
+	for i := range existing {
+		e := existing[i]
+		s.Transfers[e.ID] = &e
+	}
+	if len(pendingIDs) > 0 {
+		if s.Resolved, err = tx.LoadResolutions(ctx, pendingIDs); err != nil {
+			return nil, err
+		}
+		if s.Resolved == nil {
+			s.Resolved = make(map[string]TransferFlags)
+		}
+	}
+	return s, nil
+}
+
+func appendNonZero(ids []int64, a, b int64) []int64 {
+	if a != 0 {
+		ids = append(ids, a)
+	}
+	if b != 0 {
+		ids = append(ids, b)
+	}
+	return ids
+}
+
+func sortedUnique(ids []int64) []int64 {
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := ids[:0]
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func sortedUniqueStrings(ids []string) []string {
+	sort.Strings(ids)
+	out := ids[:0]
+	for i, id := range ids {
+		if id != "" && (i == 0 || id != ids[i-1]) {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"zhifu/ledger"
+)
+
+// writeTx is the store's side of one ledger write transaction. SQLite's
+// write lock, taken by BEGIN IMMEDIATE, already excludes every other writer,
+// so locking accounts is a plain read.
+type writeTx struct {
+	tx *sql.Tx
+}
+
+func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
+	return lookupAccounts(ctx, w.tx, ids)
+}
+
+func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
+	return lookupTransfers(ctx, w.tx, ids)
+}
+
+func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]ledger.TransferFlags, error) {
+	rows, err := w.tx.QueryContext(ctx, `SELECT pending_id, flags FROM transfers
+		WHERE pending_id IN (SELECT value FROM json_each(?))`, jsonStrings(pendingIDs))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load resolutions: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]ledger.TransferFlags)
+	for rows.Next() {
+		var id string
+		var flags ledger.TransferFlags
+		if err := rows.Scan(&id, &flags); err != nil {
+			return nil, err
+		}
+		out[id] = flags & (ledger.PostPending | ledger.VoidPending)
+	}
+	return out, rows.Err()
+}
+
+func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
+	stmt, err := w.tx.PrepareContext(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert accounts: %w", err)
+	}
+	defer stmt.Close()
+	for _, a := range accounts {
+		if _, err := stmt.ExecContext(ctx, a.ID, a.Ledger, a.Code, a.Flags, a.DebitsPending, a.DebitsPosted,
+			a.CreditsPending, a.CreditsPosted, a.Timestamp); err != nil {
+			return fmt.Errorf("sqlite: insert account %d: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+const transferColumnCount = 12
+
+func insertTransfersSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO transfers (` + transferColumns + `) VALUES `)
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	return b.String()
+}
+
+var insertChunkSQL = insertTransfersSQL(insertChunkRows)
+
+func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
+	args := make([]any, 0, insertChunkRows*transferColumnCount)
+	var chunk *sql.Stmt
+	defer func() {
+		if chunk != nil {
+			chunk.Close()
+		}
+	}()
+	for len(transfers) > 0 {
+		n := min(len(transfers), insertChunkRows)
+		args = args[:0]
+		for _, t := range transfers[:n] {
+			var pending any
+			if t.PendingID != "" {
+				pending = t.PendingID
+			}
+			args = append(args, t.ID, t.DebitAccountID, t.CreditAccountID, t.Amount, pending, t.Ledger,
+				t.Code, t.Flags, t.UserData, t.Timestamp, t.DebitBalance, t.CreditBalance)
+		}
+		var err error
+		if n == insertChunkRows {
+			if chunk == nil {
+				if chunk, err = w.tx.PrepareContext(ctx, insertChunkSQL); err != nil {
+					return fmt.Errorf("sqlite: insert transfers: %w", err)
+				}
+			}
+			_, err = chunk.ExecContext(ctx, args...)
+		} else {
+			_, err = w.tx.ExecContext(ctx, insertTransfersSQL(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: insert transfers: %w", err)
+		}
+		transfers = transfers[n:]
+	}
+	return nil
+}
+
+func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) error {
+	stmt, err := w.tx.PrepareContext(ctx, `UPDATE accounts SET debits_pending = ?, debits_posted = ?,
+		credits_pending = ?, credits_posted = ? WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("sqlite: update accounts: %w", err)
+	}
+	defer stmt.Close()
+	for _, a := range accounts {
+		if _, err := stmt.ExecContext(ctx, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID); err != nil {
+			return fmt.Errorf("sqlite: update account %d: %w", a.ID, err)
+		}
+	}
+	return nil
+}
