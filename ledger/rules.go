@@ -59,7 +59,7 @@ func (s *State) Changed() []Account {
 func (s *State) Apply(events []Transfer, now int64) []TransferResult {
 	results := make([]TransferResult, len(events))
 	chainStart := -1
-	for i := range events {
+	for i := 0; i < len(events); i++ {
 		t := events[i]
 		linked := t.Flags&Linked != 0
 		if linked && chainStart < 0 {

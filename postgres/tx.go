@@ -1,0 +1,134 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"zhifu/ledger"
+)
+
+// writeTx is the store's side of one ledger write transaction. Unlike
+// SQLite, PostgreSQL lets several writers in at once, so LockAccounts takes
+// row locks (FOR UPDATE, in ascending id order) that last until the
+// transaction ends. Under READ COMMITTED every later statement sees what the
+// writers that held those locks before committed.
+type writeTx struct {
+	tx pgx.Tx
+}
+
+func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
+	return lookupAccounts(ctx, w.tx, ids, true)
+}
+
+func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
+	return lookupTransfers(ctx, w.tx, ids)
+}
+
+func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]ledger.TransferFlags, error) {
+	out := make(map[string]ledger.TransferFlags)
+	if len(pendingIDs) == 0 {
+		return out, nil
+	}
+	rows, err := w.tx.Query(ctx, `SELECT pending_id, flags FROM transfers WHERE pending_id = ANY($1)`, pendingIDs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load resolutions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var flags int64
+		if err := rows.Scan(&id, &flags); err != nil {
+			return nil, fmt.Errorf("postgres: load resolutions: %w", err)
+		}
+		out[id] = ledger.TransferFlags(flags) & (ledger.PostPending | ledger.VoidPending)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: load resolutions: %w", err)
+	}
+	return out, nil
+}
+
+// InsertAccounts inserts with one statement over arrays. A duplicate id
+// fails with unique_violation, which makes Update run the transaction again.
+func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
+	if len(accounts) == 0 {
+		return nil
+	}
+	n := len(accounts)
+	id, ledgerID, code, flags := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	dpend, dpost, cpend, cpost, ts := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, a := range accounts {
+		id[i], ledgerID[i], code[i], flags[i] = a.ID, int64(a.Ledger), int64(a.Code), int64(a.Flags)
+		dpend[i], dpost[i], cpend[i], cpost[i], ts[i] = a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.Timestamp
+	}
+	if _, err := w.tx.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+			$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])`,
+		id, ledgerID, code, flags, dpend, dpost, cpend, cpost, ts); err != nil {
+		return fmt.Errorf("postgres: insert accounts: %w", err)
+	}
+	return nil
+}
+
+var transferColumnNames = []string{"id", "debit_account_id", "credit_account_id", "amount", "pending_id",
+	"ledger", "code", "flags", "user_data", "ts", "debit_balance", "credit_balance"}
+
+// InsertTransfers inserts with COPY, the fastest way into PostgreSQL; seq
+// is assigned in slice order. COPY stops at the first duplicate id or
+// pending_id with unique_violation, which makes Update run the transaction
+// again.
+func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
+	if len(transfers) == 0 {
+		return nil
+	}
+	// CopyFrom encodes each row before asking for the next, so one slice
+	// serves every row.
+	row := make([]any, len(transferColumnNames))
+	src := pgx.CopyFromSlice(len(transfers), func(i int) ([]any, error) {
+		t := &transfers[i]
+		var pending any
+		if t.PendingID != "" {
+			pending = t.PendingID
+		}
+		row[0], row[1], row[2], row[3] = t.ID, t.DebitAccountID, t.CreditAccountID, t.Amount
+		row[4], row[5], row[6], row[7] = pending, int64(t.Ledger), int64(t.Code), int64(t.Flags)
+		row[8], row[9], row[10], row[11] = t.UserData, t.Timestamp, t.DebitBalance, t.CreditBalance
+		return row, nil
+	})
+	n, err := w.tx.CopyFrom(ctx, pgx.Identifier{"transfers"}, transferColumnNames, src)
+	if err != nil {
+		return fmt.Errorf("postgres: insert transfers: %w", err)
+	}
+	if n != int64(len(transfers)) {
+		return fmt.Errorf("postgres: insert transfers: copied %d rows of %d", n, len(transfers))
+	}
+	return nil
+}
+
+// UpdateAccounts writes the balances of all accounts in one statement.
+func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) error {
+	if len(accounts) == 0 {
+		return nil
+	}
+	n := len(accounts)
+	id, dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, a := range accounts {
+		id[i], dpend[i], dpost[i], cpend[i], cpost[i] = a.ID, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
+	}
+	tag, err := w.tx.Exec(ctx, `UPDATE accounts a SET debits_pending = v.dpend, debits_posted = v.dpost,
+		credits_pending = v.cpend, credits_posted = v.cpost
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dpend, dpost, cpend, cpost)
+		WHERE a.id = v.id`, id, dpend, dpost, cpend, cpost)
+	if err != nil {
+		return fmt.Errorf("postgres: update accounts: %w", err)
+	}
+	// Every account was locked by this transaction, so each must be there
+	// exactly once; anything else is a bug upstream, and committing would
+	// leave balances that disagree with the transfers.
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("postgres: update accounts: updated %d rows of %d", tag.RowsAffected(), n)
+	}
+	return nil
+}
