@@ -1,0 +1,221 @@
+// Package http serves zhifu's API over HTTP: routing on the standard
+// library's ServeMux, JSON in and out, the one table from API error codes to
+// HTTP status, admin authentication, request logging and Prometheus metrics.
+// It decides nothing about money itself; it parses, checks the caller, and
+// hands the request to the ledger or a service.
+package http
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"zhifu"
+	"zhifu/ledger"
+)
+
+// Limits and timeouts of the HTTP server.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	headerBytesMax    = 64 << 10
+	// requestTimeout bounds how long one request may wait on the ledger. It
+	// is below writeTimeout so the client always gets an answer.
+	requestTimeout = 30 * time.Second
+	// readyTimeout bounds the store probe behind /readyz.
+	readyTimeout = 2 * time.Second
+)
+
+// Config is what a Server needs. Ledger and Batcher must share one store.
+type Config struct {
+	Addr       string // host:port to listen on; port 0 picks a free port
+	Ledger     ledger.Store
+	Batcher    *ledger.Batcher
+	AdminToken string // empty refuses every admin request
+	Logger     *slog.Logger
+	Clock      zhifu.Clock
+}
+
+// Server is zhifu's HTTP server.
+type Server struct {
+	addr      string
+	store     ledger.Store
+	batcher   *ledger.Batcher
+	adminHash [sha256.Size]byte
+	hasAdmin  bool
+	logger    *slog.Logger
+	clock     zhifu.Clock
+
+	metrics  *metrics
+	handler  nethttp.Handler
+	draining atomic.Bool
+
+	ln  net.Listener
+	srv *nethttp.Server
+}
+
+// NewServer builds a server and its routes. It does not listen until Open.
+func NewServer(c Config) *Server {
+	s := &Server{
+		addr:    c.Addr,
+		store:   c.Ledger,
+		batcher: c.Batcher,
+		logger:  c.Logger,
+		clock:   c.Clock,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = zhifu.SystemClock{}
+	}
+	// Only the token's hash is kept, so comparisons take the same time
+	// whatever the length of the guess.
+	if c.AdminToken != "" {
+		s.adminHash, s.hasAdmin = sha256.Sum256([]byte(c.AdminToken)), true
+	}
+	s.metrics = newMetrics(s.batcher)
+	s.handler = s.instrument(s.routes())
+	return s
+}
+
+// routes registers every endpoint on a ServeMux with method patterns.
+func (s *Server) routes() *nethttp.ServeMux {
+	mux := nethttp.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+
+	mux.HandleFunc("POST /v1/admin/ledger/accounts", s.admin(s.handleCreateAccounts))
+	mux.HandleFunc("POST /v1/admin/ledger/transfers", s.admin(s.handleCreateTransfers))
+	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}", s.admin(s.handleGetAccount))
+	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}/entries", s.admin(s.handleListEntries))
+	mux.HandleFunc("GET /v1/admin/ledger/check", s.admin(s.handleCheck))
+
+	// Anything else gets the API's error shape rather than the mux's text.
+	mux.HandleFunc("/", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		s.writeError(w, r, zhifu.Errorf(zhifu.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// handlerFunc is an API handler: it writes its success response itself and
+// returns any error for writeError, so every failure takes one path.
+type handlerFunc func(w nethttp.ResponseWriter, r *nethttp.Request) error
+
+// api adapts a handlerFunc to net/http.
+func (s *Server) api(h handlerFunc) nethttp.HandlerFunc {
+	return func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+// Handler returns the server's handler with logging and metrics, for tests
+// that drive it without a listener.
+func (s *Server) Handler() nethttp.Handler { return s.handler }
+
+// Registerer lets other packages add their metrics to the server's private
+// registry, which /metrics serves.
+func (s *Server) Registerer() prometheus.Registerer { return s.metrics.registry }
+
+// Open starts listening on Addr and serving in the background.
+func (s *Server) Open() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("http: listen: %w", err)
+	}
+	s.ln = ln
+	s.srv = &nethttp.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    headerBytesMax,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+			s.logger.Error("http serve stopped", slog.Any("err", err))
+		}
+	}()
+	return nil
+}
+
+// URL returns the base URL the server listens on, with the actual port when
+// Addr asked for port 0.
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(s.ln.Addr().String())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Close shuts the server down gracefully: /readyz turns 503 at once, the
+// listener closes, and requests in flight finish until ctx ends, when the
+// remaining connections are cut.
+func (s *Server) Close(ctx context.Context) error {
+	s.draining.Store(true)
+	if s.srv == nil {
+		return nil
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+		return fmt.Errorf("http: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) handleHealthz(w nethttp.ResponseWriter, r *nethttp.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok"))
+}
+
+// pinger is implemented by stores that can check their connection cheaply.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// handleReadyz says whether this process should get traffic: not while it is
+// shutting down, and not while its store is unreachable.
+func (s *Server) handleReadyz(w nethttp.ResponseWriter, r *nethttp.Request) {
+	if s.draining.Load() {
+		s.writeError(w, r, zhifu.Errorf(zhifu.SystemBusy, "shutting down"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	var err error
+	if p, ok := s.store.(pinger); ok {
+		err = p.Ping(ctx)
+	} else {
+		// No account has id 0, but the lookup still has to reach the store.
+		_, err = s.store.LookupAccounts(ctx, []int64{0})
+	}
+	if err != nil {
+		s.logger.Warn("readyz: store unreachable", slog.Any("err", err))
+		s.writeError(w, r, zhifu.Errorf(zhifu.SystemBusy, "store unreachable"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok"))
+}
