@@ -30,6 +30,9 @@ type Config struct {
 	Accounts  int           // wallets the transfers move money among
 	Duration  time.Duration // how long to run
 	Transfers int           // or stop after this many transfers (0: no limit)
+	// PerCall is how many transfers each caller submits at once (default 1),
+	// as a client that batches on its own side would.
+	PerCall int
 	// FirstAccountID lets several runs share a database without colliding.
 	FirstAccountID int64
 	// RunID makes transfer ids unique across runs on one database.
@@ -92,6 +95,10 @@ func Run(ctx context.Context, b *ledger.Batcher, cfg Config) (Result, error) {
 	if cfg.Workers < 1 || cfg.Workers > workersMax {
 		return Result{}, fmt.Errorf("ledgerload: workers must be 1..%d", workersMax)
 	}
+	perCall := max(cfg.PerCall, 1)
+	if perCall > ledger.SubmissionTransfersMax {
+		return Result{}, fmt.Errorf("ledgerload: per-call must be 1..%d", ledger.SubmissionTransfersMax)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var done, failed, issued atomic.Int64
@@ -105,28 +112,33 @@ func Run(ctx context.Context, b *ledger.Batcher, cfg Config) (Result, error) {
 		go func(w int) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
+			call := make([]ledger.Transfer, perCall)
 			for ctx.Err() == nil {
-				n := issued.Add(1)
+				n := issued.Add(int64(perCall))
 				if cfg.Transfers > 0 && n > int64(cfg.Transfers) {
 					return
 				}
-				from := rng.Int64N(int64(cfg.Accounts)) + 1
-				to := (from+rng.Int64N(int64(cfg.Accounts-1)))%int64(cfg.Accounts) + 1
-				t := ledger.Transfer{ID: fmt.Sprintf("%s-%d-%d", cfg.RunID, w, n),
-					DebitAccountID: cfg.FirstAccountID + from, CreditAccountID: cfg.FirstAccountID + to,
-					Amount: rng.Int64N(10_000) + 1, Ledger: 156, Code: 1}
+				for i := range call {
+					from := rng.Int64N(int64(cfg.Accounts)) + 1
+					to := (from+rng.Int64N(int64(cfg.Accounts-1)))%int64(cfg.Accounts) + 1
+					call[i] = ledger.Transfer{ID: fmt.Sprintf("%s-%d-%d", cfg.RunID, w, n-int64(i)),
+						DebitAccountID: cfg.FirstAccountID + from, CreditAccountID: cfg.FirstAccountID + to,
+						Amount: rng.Int64N(10_000) + 1, Ledger: 156, Code: 1}
+				}
 				t0 := time.Now()
-				res, err := b.Submit(context.Background(), []ledger.Transfer{t})
+				res, err := b.Submit(context.Background(), call)
 				d := time.Since(t0)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					cancel()
 					return
 				}
-				if res[0] != ledger.TransferOK {
-					failed.Add(1)
+				for _, r := range res {
+					if r != ledger.TransferOK {
+						failed.Add(1)
+					}
 				}
-				done.Add(1)
+				done.Add(int64(perCall))
 				if len(lat[w]) < samplesMax {
 					lat[w] = append(lat[w], d)
 				}

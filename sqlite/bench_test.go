@@ -15,8 +15,9 @@ import (
 // BenchmarkLedger measures durable transfers per second through the batcher
 // at several concurrencies. b.N is the number of transfers.
 func BenchmarkLedger(b *testing.B) {
-	for _, workers := range []int{1, 64, 512} {
-		b.Run(fmt.Sprint("callers=", workers), func(b *testing.B) {
+	for _, c := range []struct{ workers, perCall int }{{1, 1}, {64, 1}, {512, 1}, {64, 128}} {
+		workers := c.workers
+		b.Run(fmt.Sprintf("callers=%d/per-call=%d", workers, c.perCall), func(b *testing.B) {
 			ctx := context.Background()
 			db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
 			if err != nil {
@@ -24,7 +25,7 @@ func BenchmarkLedger(b *testing.B) {
 			}
 			defer db.Close()
 			cfg := ledgerload.Config{Workers: workers, Accounts: 10_000, FirstAccountID: 1, RunID: "b",
-				Duration: time.Hour}
+				Duration: time.Hour, PerCall: c.perCall}
 			if err := ledgerload.Setup(ctx, db, cfg); err != nil {
 				b.Fatal(err)
 			}
