@@ -47,11 +47,31 @@ func open(tb testing.TB, url string) *postgres.DB {
 	return db
 }
 
-func TestStore(t *testing.T) {
-	storetest.Run(t, storetest.Backend{
-		NewDatabase: func(t *testing.T) string { return newDatabase(t) },
-		Open:        func(t *testing.T, url string) ledger.Store { return open(t, url) },
-	})
+var backend = storetest.Backend{
+	NewDatabase: func(t *testing.T) string { return newDatabase(t) },
+	Open:        func(t *testing.T, url string) ledger.Store { return open(t, url) },
+}
+
+func TestStore(t *testing.T) { storetest.Run(t, backend) }
+
+func TestMain(m *testing.M) {
+	if os.Getenv(storetest.CrashChildEnv) != "" {
+		storetest.RunCrashChild(func(url string) (ledger.Store, error) {
+			return postgres.Open(context.Background(), url)
+		})
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestCrash kills a process committing under load and checks that every
+// transfer it was told is durable is stored and nothing else is.
+func TestCrash(t *testing.T) {
+	kills := 20
+	if testing.Short() {
+		kills = 3
+	}
+	storetest.Crash(t, backend, kills)
 }
 
 func TestSmoke(t *testing.T) {

@@ -50,8 +50,10 @@ func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map
 	return out, nil
 }
 
-// InsertAccounts inserts with one statement over arrays. A duplicate id
-// fails with unique_violation, which makes Update run the transaction again.
+// InsertAccounts inserts with one statement over arrays, in ascending id
+// order so that two processes creating overlapping sets of accounts wait on
+// each other rather than deadlock. A duplicate id fails with
+// unique_violation, which makes Update run the transaction again.
 func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
 	if len(accounts) == 0 {
 		return nil
@@ -65,7 +67,7 @@ func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account)
 	}
 	if _, err := w.tx.Exec(ctx, `INSERT INTO accounts (`+accountColumns+`)
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-			$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])`,
+			$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[]) ORDER BY 1`,
 		id, ledgerID, code, flags, dpend, dpost, cpend, cpost, ts); err != nil {
 		return fmt.Errorf("postgres: insert accounts: %w", err)
 	}
