@@ -21,16 +21,22 @@ type Tx interface {
 	InsertAccounts(ctx context.Context, accounts []Account) error
 	InsertTransfers(ctx context.Context, transfers []Transfer) error
 	UpdateAccounts(ctx context.Context, accounts []Account) error
+	// Querier runs business statements in the same transaction.
+	Querier
 }
 
 // Store keeps the ledger durably. Package sqlite and package postgres
 // implement it; package storetest holds the one test suite both must pass.
 type Store interface {
-	// Update runs fn in one write transaction and commits it durably. If the
-	// database reports a conflict with another process (a serialisation
+	// Update runs fn in one write transaction and commits it durably. Where
+	// the database lets writers conflict (PostgreSQL: a serialisation
 	// failure, a deadlock, a duplicate key), Update rolls back and runs fn
-	// again from the start, a bounded number of times.
+	// again from the start, a bounded number of times. SQLite admits one
+	// writer at a time and waits for it instead.
 	Update(ctx context.Context, fn func(Tx) error) error
+	// Reader runs business queries outside any write transaction; they see
+	// the last committed state.
+	Reader() Querier
 	// LookupAccounts and LookupTransfers read committed rows.
 	LookupAccounts(ctx context.Context, ids []int64) ([]Account, error)
 	LookupTransfers(ctx context.Context, ids []string) ([]Transfer, error)
@@ -74,7 +80,16 @@ func CreateAccounts(ctx context.Context, st Store, accounts []Account) ([]Accoun
 			byID[existing[i].ID] = &existing[i]
 		}
 		var fresh []Account
-		for i, a := range accounts {
+		// fresh grows in ascending id order, so processes creating
+		// overlapping accounts insert in one order and never deadlock.
+		order := make([]int, len(accounts))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(x, y int) bool { return accounts[order[x]].ID < accounts[order[y]].ID })
+		fresh = make([]Account, 0, len(accounts))
+		for _, i := range order {
+			a := accounts[i]
 			results[i] = CreateAccount(byID[a.ID], a)
 			if results[i] == AccountOK {
 				fresh = append(fresh, a)
@@ -89,30 +104,25 @@ func CreateAccounts(ctx context.Context, st Store, accounts []Account) ([]Accoun
 	return results, err
 }
 
-// Commit applies several callers' submissions in one transaction: it loads
-// and locks every row they touch, runs the rules, and writes the result. The
-// store commits durably before Commit returns. Submissions are applied in
-// order, as if one after the other.
+// Commit applies several callers' submissions of plain transfers in one
+// transaction: it loads and locks every row they touch, runs the rules, and
+// writes the result. The store commits durably before Commit returns.
+// Submissions are applied in order, as if one after the other.
 func Commit(ctx context.Context, st Store, subs [][]Transfer, now int64) ([][]TransferResult, error) {
-	var out [][]TransferResult
-	err := st.Update(ctx, func(tx Tx) error {
-		s, err := load(ctx, tx, subs)
-		if err != nil {
-			return err
-		}
-		out = make([][]TransferResult, len(subs))
-		for i, sub := range subs {
-			out[i] = s.Apply(sub, now)
-		}
-		if len(s.created) == 0 {
-			return nil
-		}
-		if err := tx.InsertTransfers(ctx, s.created); err != nil {
-			return err
-		}
-		return tx.UpdateAccounts(ctx, s.Changed())
-	})
-	return out, err
+	ops := make([]Op, len(subs))
+	tops := make([]transferOp, len(subs))
+	for i := range subs {
+		tops[i].transfers = subs[i]
+		ops[i] = &tops[i]
+	}
+	if err := CommitOps(ctx, st, ops, now); err != nil {
+		return nil, err
+	}
+	out := make([][]TransferResult, len(subs))
+	for i := range tops {
+		out[i] = tops[i].results
+	}
+	return out, nil
 }
 
 // load reads what the submissions touch. Pending transfers are read first to

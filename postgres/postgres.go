@@ -222,7 +222,7 @@ func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
 	// Rolling back a committed transaction does nothing. The rollback runs
 	// even if ctx is done, so the connection goes back to the pool clean.
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := fn(&writeTx{tx: tx}); err != nil {
+	if err := fn(&writeTx{querier: querier{tx}, tx: tx}); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 // transaction ends. Under READ COMMITTED every later statement sees what the
 // writers that held those locks before committed.
 type writeTx struct {
+	querier
 	tx pgx.Tx
 }
 

@@ -107,10 +107,6 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// SQL returns the write handle, for packages that keep business rows in the
-// same database.
-func (db *DB) SQL() *sql.DB { return db.writer }
-
 // Close closes the database. Every committed transaction is already durable.
 func (db *DB) Close() error {
 	return errors.Join(db.reader.Close(), db.writer.Close())
@@ -172,7 +168,7 @@ func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err := fn(&writeTx{tx: tx}); err != nil {
+	if err := fn(&writeTx{querier: querier{tx}, tx: tx}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -333,10 +329,9 @@ func (db *DB) Snapshot(ctx context.Context) (ledger.Snapshot, error) {
 	return snap, nil
 }
 
-// SnapshotSQL computes, for every account, the four balances from its
+// snapshotSumsSQL computes, for every account, the four balances from its
 // transfers. Posted: plain transfers and posts. Pending: pending transfers
-// not yet posted or voided. It is shared with package postgres in spirit; the
-// dialects differ only in placeholders.
+// not yet posted or voided. Package postgres has its own version of it.
 const snapshotSumsSQL = `
 WITH resolved AS (SELECT pending_id FROM transfers WHERE pending_id IS NOT NULL),
 sides AS (

@@ -13,6 +13,7 @@ import (
 // write lock, taken by BEGIN IMMEDIATE, already excludes every other writer,
 // so locking accounts is a plain read.
 type writeTx struct {
+	querier
 	tx *sql.Tx
 }
 

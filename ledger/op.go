@@ -1,0 +1,107 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sort"
+)
+
+// Op is one caller's unit of work in a batch: the business rows it reads and
+// writes (a trade's status, an outbox message) commit in the same database
+// transaction as its ledger transfers, or not at all.
+//
+// The batcher runs every op of a batch in one transaction: first each op's
+// Prepare, which reads (and locks) what it needs and returns the transfers
+// to apply; then the ledger rules over all of them; then each op's Finish,
+// which sees its transfers' results and writes its rows. Ops must have no
+// effect outside the transaction: a batch may run more than once (the store
+// retries on conflicts), so Prepare starts from scratch each time.
+//
+// An error from Prepare or Finish means the database failed, not that the
+// business said no: it aborts the transaction. The batcher then runs each op
+// of the batch alone, so one op's failure reaches only its own caller. A
+// business refusal (trade already paid, balance too low) is recorded in the
+// op and is not an error.
+type Op interface {
+	// Key names the business object the op changes, such as "trade:T1". A
+	// batch holds at most one op per key, so an op's Prepare never sees
+	// another op of its own batch half-done. "" means the op needs no key.
+	Key() string
+	Prepare(ctx context.Context, tx Tx) ([]Transfer, error)
+	Finish(ctx context.Context, tx Tx, results []TransferResult) error
+}
+
+// Querier runs business statements. Queries are written once, with ?
+// placeholders; each store rewrites them for its database. A query that ends
+// in " FOR UPDATE" locks the rows it reads where the database has row locks
+// (PostgreSQL); SQLite's single writer needs none and drops the clause.
+type Querier interface {
+	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is a result set.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Row is a single-row result; Scan returns ErrNoRows when there is none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// ErrNoRows is what Row.Scan returns when the query found nothing, whatever
+// the database.
+var ErrNoRows = errors.New("ledger: no rows")
+
+// transferOp is a plain submission of transfers with no business rows.
+type transferOp struct {
+	transfers []Transfer
+	results   []TransferResult
+}
+
+func (o *transferOp) Key() string { return "" }
+
+func (o *transferOp) Prepare(context.Context, Tx) ([]Transfer, error) { return o.transfers, nil }
+
+func (o *transferOp) Finish(_ context.Context, _ Tx, r []TransferResult) error {
+	o.results = r
+	return nil
+}
+
+// CommitOps runs ops in one transaction as described on Op. Ops are taken
+// in key order, so that processes sharing a database lock business rows in
+// one global order (all business rows, then all accounts).
+func CommitOps(ctx context.Context, st Store, ops []Op, now int64) error {
+	ops = append([]Op(nil), ops...)
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Key() < ops[j].Key() })
+	return st.Update(ctx, func(tx Tx) error {
+		subs := make([][]Transfer, len(ops))
+		for i, op := range ops {
+			var err error
+			if subs[i], err = op.Prepare(ctx, tx); err != nil {
+				return err
+			}
+		}
+		s, err := load(ctx, tx, subs)
+		if err != nil {
+			return err
+		}
+		for i, op := range ops {
+			if err := op.Finish(ctx, tx, s.Apply(subs[i], now)); err != nil {
+				return err
+			}
+		}
+		if len(s.created) == 0 {
+			return nil
+		}
+		if err := tx.InsertTransfers(ctx, s.created); err != nil {
+			return err
+		}
+		return tx.UpdateAccounts(ctx, s.Changed())
+	})
+}

@@ -1,0 +1,111 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"zhifu/ledger"
+)
+
+// payOp is the shape of a business op: pay an order once, moving money and
+// changing the order's status in one transaction.
+type payOp struct {
+	order, buyer, seller int64
+	amount               int64
+	paid                 bool // outcome: this op paid the order
+	refusal              string
+}
+
+func (o *payOp) Key() string { return fmt.Sprint("order:", o.order) }
+
+func (o *payOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
+	o.paid, o.refusal = false, ""
+	var status string
+	err := tx.QueryRow(ctx, `SELECT status FROM optest_orders WHERE id = ? FOR UPDATE`, o.order).Scan(&status)
+	if errors.Is(err, ledger.ErrNoRows) {
+		o.refusal = "not found"
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if status != "unpaid" {
+		o.refusal = "already " + status
+		return nil, nil
+	}
+	return []ledger.Transfer{tr(fmt.Sprint("pay-", o.order), o.buyer, o.seller, o.amount)}, nil
+}
+
+func (o *payOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.TransferResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	if results[0] != ledger.TransferOK {
+		o.refusal = results[0].String()
+		return nil
+	}
+	n, err := tx.Exec(ctx, `UPDATE optest_orders SET status = 'paid' WHERE id = ? AND status = 'unpaid'`, o.order)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		// Another writer changed the order under our lock: a bug.
+		return fmt.Errorf("order %d changed under its lock", o.order)
+	}
+	o.paid = true
+	return nil
+}
+
+// testOps races 200 pay ops per order through the batcher (on two handles
+// when given): each order is paid exactly once and the buyer charged once.
+func testOps(t *testing.T, st, other ledger.Store) {
+	if _, err := st.Reader().Exec(ctx, `CREATE TABLE optest_orders (id BIGINT PRIMARY KEY, status TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const orders, racers = 5, 200
+	mustCreate(t, st, wallet(1), wallet(2), bank(3))
+	commit(t, st, tr("fund", 3, 1, 1_000_000))
+	for i := 1; i <= orders; i++ {
+		if _, err := st.Reader().Exec(ctx, `INSERT INTO optest_orders (id, status) VALUES (?, 'unpaid')`, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batchers := []*ledger.Batcher{ledger.NewBatcher(st, time.Now)}
+	if other != nil {
+		batchers = append(batchers, ledger.NewBatcher(other, time.Now))
+	}
+	var paid atomic.Int64
+	var wg sync.WaitGroup
+	for r := 0; r < racers*orders; r++ {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			op := &payOp{order: int64(r%orders + 1), buyer: 1, seller: 2, amount: 100}
+			if err := batchers[r%len(batchers)].Do(ctx, op); err != nil {
+				t.Errorf("do: %v", err)
+				return
+			}
+			if op.paid {
+				paid.Add(1)
+			} else if op.refusal != "already paid" && op.refusal != "exists" {
+				t.Errorf("unexpected refusal %q", op.refusal)
+			}
+		}(r)
+	}
+	wg.Wait()
+	for _, b := range batchers {
+		b.Close()
+	}
+	if paid.Load() != orders {
+		t.Fatalf("%d payments succeeded, want %d", paid.Load(), orders)
+	}
+	if a := account(t, st, 1); a.DebitsPosted != orders*100 {
+		t.Fatalf("buyer charged %d, want %d", a.DebitsPosted, orders*100)
+	}
+	mustCheck(t, st)
+}
