@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	nethttp "net/http"
@@ -66,7 +67,7 @@ type errorBody struct {
 type errorJSON struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	Param   string `json:"param,omitempty"`
+	Param   string `json:"param"` // "" when no one parameter is at fault
 }
 
 // writeError is the one place an error becomes a response. A *zhifu.Error is
@@ -92,6 +93,9 @@ func (s *Server) apiError(r *nethttp.Request, err error) *zhifu.Error {
 		return e
 	case errors.As(err, &tooLarge):
 		return zhifu.Errorf(zhifu.RequestTooLarge, "request body is larger than %d bytes", bodyBytesMax)
+	case errors.Is(err, ledger.ErrTooLarge):
+		return &zhifu.Error{Code: zhifu.InvalidRequest, Param: "transfers",
+			Message: fmt.Sprintf("at most %d transfers per request", ledger.SubmissionTransfersMax)}
 	case errors.Is(err, ledger.ErrBusy):
 		return zhifu.Errorf(zhifu.SystemBusy, "the ledger is busy; retry shortly")
 	case errors.Is(err, ledger.ErrClosed):
@@ -120,11 +124,11 @@ func writeJSON(w nethttp.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decodeJSON reads one JSON object into v: at most bodyBytesMax bytes, no
-// unknown fields, nothing after the object. Every failure is an API error
-// (400 INVALID_REQUEST or 413 REQUEST_TOO_LARGE).
-func decodeJSON(w nethttp.ResponseWriter, r *nethttp.Request, v any) error {
-	r.Body = nethttp.MaxBytesReader(w, r.Body, bodyBytesMax)
+// decodeJSON reads one JSON object into v: no unknown fields, nothing after
+// the object. The body is already limited to bodyBytesMax by instrument.
+// Every failure is an API error (400 INVALID_REQUEST or 413
+// REQUEST_TOO_LARGE).
+func decodeJSON(r *nethttp.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

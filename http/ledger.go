@@ -24,7 +24,7 @@ const checkLedger = 156 // CNY
 // account gets a result; existing identical accounts are "exists".
 func (s *Server) handleCreateAccounts(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	var req createAccountsRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	accounts, err := parseAccounts(req.Accounts, s.clock.Now().UnixNano())
@@ -49,7 +49,7 @@ func (s *Server) handleCreateAccounts(w nethttp.ResponseWriter, r *nethttp.Reque
 // error: some transfers of a request may commit while others are refused.
 func (s *Server) handleCreateTransfers(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	var req createTransfersRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	transfers, err := parseTransfers(req.Transfers)

@@ -29,15 +29,15 @@ type createAccountsRequest struct {
 }
 
 type transferRequest struct {
-	ID              string         `json:"id"`
-	DebitAccountID  string         `json:"debit_account_id"`
-	CreditAccountID string         `json:"credit_account_id"`
+	ID              string          `json:"id"`
+	DebitAccountID  string          `json:"debit_account_id"`
+	CreditAccountID string          `json:"credit_account_id"`
 	Amount          json.RawMessage `json:"amount"` // raw, so a JSON number can be refused
-	Currency        zhifu.Currency `json:"currency"`
-	Code            uint16         `json:"code"`
-	Flags           []string       `json:"flags"`
-	PendingID       string         `json:"pending_id"`
-	UserData        string         `json:"user_data"`
+	Currency        zhifu.Currency  `json:"currency"`
+	Code            uint16          `json:"code"`
+	Flags           []string        `json:"flags"`
+	PendingID       string          `json:"pending_id"`
+	UserData        string          `json:"user_data"`
 }
 
 type createTransfersRequest struct {

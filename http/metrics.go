@@ -99,15 +99,19 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() nethttp.ResponseWriter { return w.ResponseWriter }
 
-// instrument bounds each request's time, then logs and counts it by route
-// pattern. It logs method, route, status and duration only: never bodies,
-// query strings or headers, which may carry tokens and card numbers.
+// instrument bounds each request's time and body size, then logs and counts
+// it by route pattern. It logs method, route, status and duration only:
+// never bodies, query strings or headers, which may carry tokens and card
+// numbers.
 func (s *Server) instrument(next nethttp.Handler) nethttp.Handler {
 	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
+		// The limit wraps the server's own writer, so that going over it
+		// also closes the connection instead of reading the rest.
+		r.Body = nethttp.MaxBytesReader(w, r.Body, bodyBytesMax)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		if sw.status == 0 {

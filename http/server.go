@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,10 @@ type Server struct {
 	handler  nethttp.Handler
 	draining atomic.Bool
 
-	ln  net.Listener
-	srv *nethttp.Server
+	ln        net.Listener
+	srv       *nethttp.Server
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewServer builds a server and its routes. It does not listen until Open.
@@ -173,16 +176,19 @@ func (s *Server) URL() string {
 // Close shuts the server down gracefully: /readyz turns 503 at once, the
 // listener closes, and requests in flight finish until ctx ends, when the
 // remaining connections are cut.
+// Calling Close again returns the first call's result.
 func (s *Server) Close(ctx context.Context) error {
-	s.draining.Store(true)
-	if s.srv == nil {
-		return nil
-	}
-	if err := s.srv.Shutdown(ctx); err != nil {
-		s.srv.Close()
-		return fmt.Errorf("http: shutdown: %w", err)
-	}
-	return nil
+	s.closeOnce.Do(func() {
+		s.draining.Store(true)
+		if s.srv == nil {
+			return
+		}
+		if err := s.srv.Shutdown(ctx); err != nil {
+			s.srv.Close()
+			s.closeErr = fmt.Errorf("http: shutdown: %w", err)
+		}
+	})
+	return s.closeErr
 }
 
 func (s *Server) handleHealthz(w nethttp.ResponseWriter, r *nethttp.Request) {

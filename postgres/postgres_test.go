@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"zhifu/ledger"
+	"zhifu/ledgerload"
 	"zhifu/postgres"
 	"zhifu/storetest"
 )
@@ -285,4 +286,9 @@ func BenchmarkCommit(b *testing.B) {
 	if r, err := ledger.Check(ctx, db); err != nil || !r.OK {
 		b.Fatalf("check: %+v %v", r, err)
 	}
+}
+
+// BenchmarkLedger: go test -run '^$' -bench Ledger -benchtime 100000x ./postgres
+func BenchmarkLedger(b *testing.B) {
+	ledgerload.Benchmark(b, func(b *testing.B) ledger.Store { return open(b, newDatabase(b)) })
 }
