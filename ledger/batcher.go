@@ -157,11 +157,14 @@ func (g *gathering) add(s *submission) {
 		g.next = append(g.next, s)
 		return
 	}
-	if k := s.op.Key(); k != "" {
+	keys := s.op.Keys()
+	for _, k := range keys {
 		if g.keys[k] {
 			g.next = append(g.next, s)
 			return
 		}
+	}
+	for _, k := range keys {
 		g.keys[k] = true
 	}
 	g.batch = append(g.batch, s)

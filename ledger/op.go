@@ -23,10 +23,11 @@ import (
 // business refusal (trade already paid, balance too low) is recorded in the
 // op and is not an error.
 type Op interface {
-	// Key names the business object the op changes, such as "trade:T1". A
-	// batch holds at most one op per key, so an op's Prepare never sees
-	// another op of its own batch half-done. "" means the op needs no key.
-	Key() string
+	// Keys name the business objects the op reads or changes, such as
+	// "trade:T1" and "paycode:28…". A batch holds at most one op per key, so
+	// an op's Prepare never sees another op of its own batch half-done. Ops
+	// with no keys never conflict.
+	Keys() []string
 	Prepare(ctx context.Context, tx Tx) ([]Transfer, error)
 	Finish(ctx context.Context, tx Tx, results []TransferResult) error
 }
@@ -64,7 +65,7 @@ type transferOp struct {
 	results   []TransferResult
 }
 
-func (o *transferOp) Key() string { return "" }
+func (o *transferOp) Keys() []string { return nil }
 
 func (o *transferOp) Prepare(context.Context, Tx) ([]Transfer, error) { return o.transfers, nil }
 
@@ -74,11 +75,12 @@ func (o *transferOp) Finish(_ context.Context, _ Tx, r []TransferResult) error {
 }
 
 // CommitOps runs ops in one transaction as described on Op. Ops are taken
-// in key order, so that processes sharing a database lock business rows in
-// one global order (all business rows, then all accounts).
+// in order of their first key, so that processes sharing a database tend to
+// lock business rows in one order; where they still cross, PostgreSQL finds
+// the deadlock and the store runs the batch again.
 func CommitOps(ctx context.Context, st Store, ops []Op, now int64) error {
 	ops = append([]Op(nil), ops...)
-	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Key() < ops[j].Key() })
+	sort.SliceStable(ops, func(i, j int) bool { return firstKey(ops[i]) < firstKey(ops[j]) })
 	return st.Update(ctx, func(tx Tx) error {
 		subs := make([][]Transfer, len(ops))
 		for i, op := range ops {
@@ -104,4 +106,11 @@ func CommitOps(ctx context.Context, st Store, ops []Op, now int64) error {
 		}
 		return tx.UpdateAccounts(ctx, s.Changed())
 	})
+}
+
+func firstKey(op Op) string {
+	if k := op.Keys(); len(k) > 0 {
+		return k[0]
+	}
+	return ""
 }

@@ -21,7 +21,7 @@ type payOp struct {
 	refusal              string
 }
 
-func (o *payOp) Key() string { return fmt.Sprint("order:", o.order) }
+func (o *payOp) Keys() []string { return []string{fmt.Sprint("order:", o.order)} }
 
 func (o *payOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
 	o.paid, o.refusal = false, ""
