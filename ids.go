@@ -1,0 +1,92 @@
+package zhifu
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Users and merchants have a small internal number (the database's) and an
+// opaque public id derived from it. A user's ledger accounts derive from the
+// number too, so no lookup table is needed between a user and their money.
+
+const (
+	userIDPrefix = "2088" // as Alipay's user ids begin
+	userIDDigits = 12
+	// userAccountBase keeps users' account ids clear of the platform's.
+	userAccountBase   = int64(1) << 40
+	userAccountStride = 8
+)
+
+// UserIDOf returns the public id of user number num: "2088000000000001".
+func UserIDOf(num int64) string { return fmt.Sprintf("%s%0*d", userIDPrefix, userIDDigits, num) }
+
+// ParseUserID returns the number behind a public user id.
+func ParseUserID(id string) (int64, bool) {
+	if len(id) != len(userIDPrefix)+userIDDigits || id[:len(userIDPrefix)] != userIDPrefix {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(id[len(userIDPrefix):], 10, 64)
+	return n, err == nil && n > 0
+}
+
+// WalletAccountID is the ledger account of user num's available balance.
+func WalletAccountID(num int64) int64 { return userAccountBase + num*userAccountStride + 1 }
+
+// FrozenAccountID is the ledger account of user num's frozen balance.
+func FrozenAccountID(num int64) int64 { return userAccountBase + num*userAccountStride + 2 }
+
+// MerchantIDOf and AppIDOf return merchant num's public ids: the merchant id
+// of the native API and the app id of the Alipay-compatible gateway.
+func MerchantIDOf(num int64) string { return fmt.Sprintf("m%010d", num) }
+
+// AppIDOf returns the gateway app id of merchant num.
+func AppIDOf(num int64) string { return fmt.Sprintf("2021%012d", num) }
+
+// Platform accounts: fixed ids below userAccountBase, one set per currency
+// (CNY only for now).
+const (
+	// EscrowAccountID is the pooled escrow account: buyers' money for escrow
+	// trades not yet confirmed. Each trade row says how much of it is its own.
+	EscrowAccountID int64 = 100
+	// RevenueAccountID collects the platform's fees.
+	RevenueAccountID int64 = 101
+	// OwnFundsAccountID is the platform's own money.
+	OwnFundsAccountID int64 = 102
+	// SuspenseAccountID holds reconciliation differences until resolved.
+	SuspenseAccountID int64 = 103
+	// bankAccountBase + 2i is bank i's settlement account, +1 its in-transit.
+	bankAccountBase int64 = 1000
+)
+
+// Banks are the banks the platform holds money at, in a fixed order: their
+// account ids derive from the position.
+var Banks = []string{"ICBC", "CMB", "CCB", "ABC", "BOC", "CEB"}
+
+// BankIndex returns the position of bank in Banks.
+func BankIndex(bank string) (int, bool) {
+	for i, b := range Banks {
+		if b == bank {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// BankSettlementAccountID is the platform's account at bank i.
+func BankSettlementAccountID(i int) int64 { return bankAccountBase + 2*int64(i) }
+
+// BankInTransitAccountID holds money sent to or from bank i whose outcome is
+// not yet known.
+func BankInTransitAccountID(i int) int64 { return bankAccountBase + 2*int64(i) + 1 }
+
+// Transfer codes: why money moved. Every ledger transfer carries one.
+const (
+	TransferDeposit  uint16 = 1 // bank settlement → wallet, operator-confirmed
+	TransferPayment  uint16 = 2 // buyer wallet → seller wallet or escrow
+	TransferSettle   uint16 = 3 // escrow → seller wallet, on confirmation
+	TransferRefund   uint16 = 4 // escrow or seller wallet → buyer wallet
+	TransferP2P      uint16 = 5 // user → user
+	TransferTopup    uint16 = 6 // bank → wallet through a channel
+	TransferWithdraw uint16 = 7 // wallet → frozen → bank
+	TransferDiscount uint16 = 8 // campaign budget → seller
+)
