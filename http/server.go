@@ -45,6 +45,7 @@ type Config struct {
 	AdminToken string // empty refuses every admin request
 	Logger     *slog.Logger
 	Clock      zhifu.Clock
+	Services   Services
 }
 
 // Server is zhifu's HTTP server.
@@ -56,6 +57,7 @@ type Server struct {
 	hasAdmin  bool
 	logger    *slog.Logger
 	clock     zhifu.Clock
+	svc       Services
 
 	metrics  *metrics
 	handler  nethttp.Handler
@@ -75,6 +77,7 @@ func NewServer(c Config) *Server {
 		batcher: c.Batcher,
 		logger:  c.Logger,
 		clock:   c.Clock,
+		svc:     c.Services,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -104,6 +107,16 @@ func (s *Server) routes() *nethttp.ServeMux {
 	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}", s.admin(s.handleGetAccount))
 	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}/entries", s.admin(s.handleListEntries))
 	mux.HandleFunc("GET /v1/admin/ledger/check", s.admin(s.handleCheck))
+
+	if s.svc.Identity != nil {
+		s.identityRoutes(mux)
+	}
+	if s.svc.Wallet != nil {
+		s.walletRoutes(mux)
+	}
+	if s.svc.Trades != nil {
+		s.tradeRoutes(mux)
+	}
 
 	// Anything else gets the API's error shape rather than the mux's text.
 	mux.HandleFunc("/", func(w nethttp.ResponseWriter, r *nethttp.Request) {

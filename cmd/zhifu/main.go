@@ -12,14 +12,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"zhifu"
 	zhttp "zhifu/http"
+	"zhifu/identity"
 	"zhifu/ledger"
+	"zhifu/notify"
+	"zhifu/trade"
+	"zhifu/wallet"
 )
 
 // shutdownTimeout bounds how long requests in flight may take to finish
@@ -102,10 +108,22 @@ type Main struct {
 	Rand   io.Reader // admin token generation
 	Clock  zhifu.Clock
 	Logger *slog.Logger
+	// HTTPClient makes outside calls (merchant notifications); nil picks a
+	// client with bounded timeouts.
+	HTTPClient *http.Client
 
 	store   ledger.Store
 	batcher *ledger.Batcher
 	server  *zhttp.Server
+
+	// Services, exposed so in-process tests can drive timers and workers.
+	Identity *identity.Service
+	Wallet   *wallet.Service
+	Trades   *trade.Service
+	Notify   *notify.Worker
+
+	stopWorkers context.CancelFunc
+	workers     sync.WaitGroup
 }
 
 // NewMain returns a Main wired to the process's real environment.
@@ -151,6 +169,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.store = st
 	m.batcher = ledger.NewBatcher(st, m.Clock.Now)
+	if err := m.startServices(); err != nil {
+		return err
+	}
 	m.server = zhttp.NewServer(zhttp.Config{
 		Addr:       m.Addr,
 		Ledger:     st,
@@ -158,6 +179,7 @@ func (m *Main) Run(ctx context.Context) error {
 		AdminToken: m.adminToken,
 		Logger:     m.Logger,
 		Clock:      m.Clock,
+		Services:   zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades},
 	})
 	if err := m.server.Open(); err != nil {
 		return err
@@ -177,6 +199,11 @@ func (m *Main) Close() error {
 		errs = append(errs, m.server.Close(ctx))
 		cancel()
 		m.server = nil
+	}
+	if m.stopWorkers != nil {
+		m.stopWorkers()
+		m.workers.Wait()
+		m.stopWorkers = nil
 	}
 	if m.batcher != nil {
 		m.batcher.Close()

@@ -1,0 +1,15 @@
+package http
+
+import (
+	"zhifu/identity"
+	"zhifu/trade"
+	"zhifu/wallet"
+)
+
+// Services are the business services behind the API. A nil service leaves
+// its routes unregistered, so the server can run with the ledger alone.
+type Services struct {
+	Identity *identity.Service
+	Wallet   *wallet.Service
+	Trades   *trade.Service
+}
