@@ -1,0 +1,160 @@
+package channel
+
+import (
+	"sync"
+	"time"
+)
+
+// BreakerState is a circuit breaker's state.
+type BreakerState string
+
+const (
+	// Closed: calls flow; failures are counted.
+	Closed BreakerState = "closed"
+	// Open: calls are refused at once until the cool-down passes.
+	Open BreakerState = "open"
+	// HalfOpen: a few probe calls are let through; their outcome closes or
+	// reopens the breaker.
+	HalfOpen BreakerState = "half_open"
+)
+
+// BreakerConfig tunes a breaker.
+type BreakerConfig struct {
+	// CallsMin is how many calls the window must hold before the failure
+	// rate can open the breaker, so one early failure does not.
+	CallsMin int
+	// FailureRateMax opens the breaker when exceeded.
+	FailureRateMax float64
+	// CoolDown is how long the breaker stays open before probing.
+	CoolDown time.Duration
+	// ProbesMax is how many probes may be in flight when half-open, and
+	// ProbeSuccessesMin how many must succeed to close again.
+	ProbesMax         int
+	ProbeSuccessesMin int
+}
+
+// DefaultBreakerConfig opens after 20 calls with more than half failing,
+// probes after 5 s.
+var DefaultBreakerConfig = BreakerConfig{CallsMin: 20, FailureRateMax: 0.5, CoolDown: 5 * time.Second,
+	ProbesMax: 3, ProbeSuccessesMin: 3}
+
+// Breaker is a circuit breaker over a Window. Its clock is whatever times
+// the caller passes in, so tests move it by hand.
+type Breaker struct {
+	cfg    BreakerConfig
+	window *Window
+
+	mu             sync.Mutex
+	state          BreakerState
+	openedAt       time.Time
+	probesInFlight int
+	probeOK        int
+}
+
+// NewBreaker returns a closed breaker judging by w.
+func NewBreaker(cfg BreakerConfig, w *Window) *Breaker {
+	return &Breaker{cfg: cfg, window: w, state: Closed}
+}
+
+// State returns the state at now (an open breaker whose cool-down passed
+// reports half-open).
+func (b *Breaker) State(now time.Time) BreakerState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance(now)
+	return b.state
+}
+
+func (b *Breaker) advance(now time.Time) {
+	if b.state == Open && now.Sub(b.openedAt) >= b.cfg.CoolDown {
+		b.state, b.probesInFlight, b.probeOK = HalfOpen, 0, 0
+	}
+}
+
+// Allow asks to make a call at now. It reports whether the call may go and
+// whether it is a probe; a probe's outcome must be reported with Done.
+func (b *Breaker) Allow(now time.Time) (ok, probe bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance(now)
+	switch b.state {
+	case Closed:
+		return true, false
+	case HalfOpen:
+		if b.probesInFlight < b.cfg.ProbesMax {
+			b.probesInFlight++
+			return true, true
+		}
+	}
+	return false, false
+}
+
+// Done reports a call's outcome: it goes into the window, and may open or
+// close the breaker.
+func (b *Breaker) Done(now time.Time, probe bool, o Outcome, latency time.Duration) {
+	b.window.Record(now, o, latency)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance(now)
+	if probe && b.state == HalfOpen {
+		b.probesInFlight--
+		if o == Failure {
+			b.trip(now)
+			return
+		}
+		if b.probeOK++; b.probeOK >= b.cfg.ProbeSuccessesMin {
+			b.state = Closed
+		}
+		return
+	}
+	if b.state == Closed && o == Failure {
+		s := b.window.Snapshot(now)
+		if s.Calls >= b.cfg.CallsMin && 1-s.SuccessRate > b.cfg.FailureRateMax {
+			b.trip(now)
+		}
+	}
+}
+
+func (b *Breaker) trip(now time.Time) {
+	b.state, b.openedAt, b.probesInFlight, b.probeOK = Open, now, 0, 0
+}
+
+// Bucket is a token bucket: Rate tokens a second up to Burst. Like the
+// breaker it takes the time from the caller.
+type Bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+// NewBucket returns a full bucket.
+func NewBucket(ratePerSecond float64, burst int) *Bucket {
+	return &Bucket{rate: ratePerSecond, burst: float64(burst), tokens: float64(burst)}
+}
+
+// SetRate changes the rate and burst, keeping the tokens already earned.
+func (b *Bucket) SetRate(ratePerSecond float64, burst int) {
+	b.mu.Lock()
+	b.rate, b.burst = ratePerSecond, float64(burst)
+	b.tokens = min(b.tokens, b.burst)
+	b.mu.Unlock()
+}
+
+// Take takes one token at now if there is one.
+func (b *Bucket) Take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if b.last.IsZero() || now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
