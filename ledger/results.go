@@ -5,6 +5,12 @@ package ledger
 // the first that fails names the result. TransferOK and TransferExists are
 // successes: Exists means the same id with the same content was already
 // committed and nothing changed.
+//
+// A post or void may leave accounts, ledger, code and (for a post in full)
+// the amount zero, to take them from the pending transfer. When such a
+// transfer is replayed, a zero field matches whatever was stored: a replayed
+// "post in full" therefore matches a stored partial post of the same id.
+// Callers that need to tell the two apart give the amount explicitly.
 type TransferResult uint8
 
 const (
