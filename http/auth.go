@@ -9,15 +9,15 @@ import (
 	"zhifu"
 )
 
-// admin lets a request through only with the operator's bearer token. It runs
-// before the body is read, so an unauthenticated caller cannot make the
-// server parse anything.
+// admin lets a request through only with the operator's bearer token, and
+// applies Idempotency-Key rules to POSTs. It runs before the body is read,
+// so an unauthenticated caller cannot make the server parse anything.
 func (s *Server) admin(next handlerFunc) nethttp.HandlerFunc {
 	return s.api(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		if !s.isAdmin(r) {
 			return zhifu.Errorf(zhifu.Unauthorized, "a valid admin bearer token is required")
 		}
-		return next(w, r)
+		return s.idempotent(w, r, "admin", nil, next)
 	})
 }
 

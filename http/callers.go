@@ -1,7 +1,11 @@
 package http
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	nethttp "net/http"
+	"strings"
 
 	"zhifu"
 	"zhifu/identity"
@@ -15,17 +19,76 @@ type userHandler func(w nethttp.ResponseWriter, r *nethttp.Request, u *identity.
 type merchantHandler func(w nethttp.ResponseWriter, r *nethttp.Request, m *identity.Merchant) error
 
 // user authenticates a user's bearer token, applies Idempotency-Key rules to
-// POSTs, and calls next.
+// POSTs, and calls next. Like admin, it runs before the body is read. A
+// merchant's signature or the admin token is not a user's token: 401.
 func (s *Server) user(next userHandler) nethttp.HandlerFunc {
 	return s.api(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
-		return zhifu.Errorf(zhifu.Unauthorized, "not yet")
+		token, ok := bearerToken(r)
+		if !ok {
+			return zhifu.Errorf(zhifu.Unauthorized, "a valid user bearer token is required")
+		}
+		u, err := s.svc.Identity.UserByToken(r.Context(), token)
+		if err != nil {
+			return err
+		}
+		return s.idempotent(w, r, "user:"+u.UserID, nil, func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+			return next(w, r, u)
+		})
 	})
 }
 
 // merchant verifies a merchant's request signature (timestamp window,
 // single-use nonce), applies Idempotency-Key rules to POSTs, and calls next.
+// The signature covers the body, so the body is read first (at most
+// bodyBytesMax) and given back to the handler unchanged.
 func (s *Server) merchant(next merchantHandler) nethttp.HandlerFunc {
 	return s.api(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
-		return zhifu.Errorf(zhifu.InvalidSignature, "not yet")
+		auth := r.Header.Get("Authorization")
+		var body []byte
+		if strings.HasPrefix(auth, identity.AuthScheme+" ") {
+			var err error
+			if body, err = readBodyRestoring(r); err != nil {
+				return err
+			}
+		}
+		// Without even an attempt at a signature (a bearer token, nothing)
+		// the body is not read, and verification refuses it like any other
+		// bad signature.
+		m, err := s.svc.Identity.VerifyMerchantRequest(r.Context(), auth, r.Method, r.URL.RequestURI(), body)
+		if err != nil {
+			return err
+		}
+		return s.idempotent(w, r, "merchant:"+m.MerchantID, body, func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+			return next(w, r, m)
+		})
 	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header.
+func bearerToken(r *nethttp.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// readBodyRestoring reads the whole body, at most bodyBytesMax (413 beyond), and puts
+// it back on r for the handler to decode.
+func readBodyRestoring(r *nethttp.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, bodyBytesMax+1))
+	if err != nil {
+		var tooLarge *nethttp.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
+		return nil, invalidRequest("", "could not read the request body")
+	}
+	if len(body) > bodyBytesMax {
+		return nil, zhifu.Errorf(zhifu.RequestTooLarge, "request body is larger than %d bytes", bodyBytesMax)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
 }

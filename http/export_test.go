@@ -3,3 +3,7 @@ package http
 // OnShutdown runs f when Close has closed the listener and begun waiting for
 // requests in flight, so a test can act at exactly that moment.
 func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+
+// Routes builds a server's route table afresh, so a test can ask which
+// pattern serves a request without going through the middleware.
+var Routes = (*Server).routes

@@ -1,0 +1,132 @@
+package banksim
+
+import (
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net/http"
+)
+
+func (s *Sim) controlRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /control/banks/{bank}", s.control(s.getScenario))
+	mux.HandleFunc("PUT /control/banks/{bank}", s.control(s.putScenario))
+	mux.HandleFunc("GET /control/banks", s.control(s.getScenarios))
+	mux.HandleFunc("PUT /control/banks", s.control(s.putScenarios))
+	mux.HandleFunc("GET /control/stats", s.control(s.getStats))
+	mux.HandleFunc("GET /control/books", s.control(s.getBooks))
+}
+
+// control guards a control endpoint with the bearer token. Without a token
+// configured the control API does not exist.
+func (s *Sim) control(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.ControlToken == "" {
+			writeError(w, http.StatusNotFound, CodeNotFound, "the control API is disabled")
+			return
+		}
+		want := "Bearer " + s.cfg.ControlToken
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "control token required")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Sim) getScenario(w http.ResponseWriter, r *http.Request) {
+	sc, ok := s.Scenario(r.PathValue("bank"))
+	if !ok {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		return
+	}
+	writeJSONStatus(w, http.StatusOK, sc)
+}
+
+// putScenario replaces one bank's scenario with the body.
+func (s *Sim) putScenario(w http.ResponseWriter, r *http.Request) {
+	bank := r.PathValue("bank")
+	if s.banks[bank] == nil {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		return
+	}
+	var sc Scenario
+	if !readControlBody(w, r, &sc) {
+		return
+	}
+	if err := s.SetScenario(bank, sc); err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	s.getScenario(w, r)
+}
+
+func (s *Sim) getScenarios(w http.ResponseWriter, _ *http.Request) {
+	ss := Scenarios{Banks: make(map[string]Scenario, len(s.banks))}
+	for name := range s.banks {
+		ss.Banks[name], _ = s.Scenario(name)
+	}
+	writeJSONStatus(w, http.StatusOK, ss)
+}
+
+// putScenarios replaces every bank's scenario: banks named in the body get
+// theirs, the others the default.
+func (s *Sim) putScenarios(w http.ResponseWriter, r *http.Request) {
+	var ss Scenarios
+	if !readControlBody(w, r, &ss) {
+		return
+	}
+	if err := s.SetScenarios(ss); err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return
+	}
+	s.getScenarios(w, r)
+}
+
+func readControlBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, scenarioFileBytesMax))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "body too large")
+		} else {
+			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "could not read body")
+		}
+		return false
+	}
+	if err := decodeStrict(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Sim) getStats(w http.ResponseWriter, _ *http.Request) {
+	out := make(map[string]Stats, len(s.banks))
+	for name, b := range s.banks {
+		out[name] = b.stats.snapshot()
+	}
+	writeJSONStatus(w, http.StatusOK, out)
+}
+
+// booksReport is the answer of GET /control/books.
+type booksReport struct {
+	OK     bool             `json:"ok"`
+	Banks  map[string]Books `json:"banks"`
+	Errors []string         `json:"errors,omitempty"`
+}
+
+func (s *Sim) getBooks(w http.ResponseWriter, _ *http.Request) {
+	rep := booksReport{OK: true, Banks: make(map[string]Books, len(s.banks))}
+	for _, name := range s.cfg.Banks {
+		b, err := s.Books(name)
+		if err == nil {
+			err = b.Check()
+		}
+		if err != nil {
+			rep.OK = false
+			rep.Errors = append(rep.Errors, err.Error())
+		}
+		rep.Banks[name] = b
+	}
+	writeJSONStatus(w, http.StatusOK, rep)
+}

@@ -1,0 +1,83 @@
+package banksim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// ControlClient drives a simulator running in another process through its
+// control API, so that a test can make a bank fail, recover or stop for
+// maintenance while the platform is talking to it.
+type ControlClient struct {
+	BaseURL string
+	HTTP    *http.Client
+	token   string
+}
+
+// NewControlClient returns a control client; a nil hc means a client with a
+// 30 s timeout.
+func NewControlClient(baseURL, token string, hc *http.Client) *ControlClient {
+	if hc == nil {
+		hc = &http.Client{Timeout: clientTimeoutDefault}
+	}
+	return &ControlClient{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: hc, token: token}
+}
+
+// Scenario returns bank's scenario.
+func (c *ControlClient) Scenario(ctx context.Context, bank string) (Scenario, error) {
+	var sc Scenario
+	err := c.call(ctx, http.MethodGet, "/control/banks/"+url.PathEscape(bank), nil, &sc)
+	return sc, err
+}
+
+// SetScenario replaces bank's scenario.
+func (c *ControlClient) SetScenario(ctx context.Context, bank string, sc Scenario) error {
+	return c.call(ctx, http.MethodPut, "/control/banks/"+url.PathEscape(bank), sc, &Scenario{})
+}
+
+// SetScenarios replaces every bank's scenario.
+func (c *ControlClient) SetScenarios(ctx context.Context, ss Scenarios) error {
+	return c.call(ctx, http.MethodPut, "/control/banks", ss, &Scenarios{})
+}
+
+// Stats returns every bank's counters.
+func (c *ControlClient) Stats(ctx context.Context) (map[string]Stats, error) {
+	var out map[string]Stats
+	err := c.call(ctx, http.MethodGet, "/control/stats", nil, &out)
+	return out, err
+}
+
+// Books returns every bank's books and whether they all balance.
+func (c *ControlClient) Books(ctx context.Context) (map[string]Books, bool, error) {
+	var rep booksReport
+	err := c.call(ctx, http.MethodGet, "/control/books", nil, &rep)
+	return rep.Banks, rep.OK, err
+}
+
+func (c *ControlClient) call(ctx context.Context, method, path string, in, out any) error {
+	var body *bytes.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	} else {
+		body = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	b, err := (&Client{HTTP: c.HTTP}).do(req, answerBytesMax)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
