@@ -101,6 +101,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
 
 	mux.HandleFunc("POST /v1/admin/ledger/accounts", s.admin(s.handleCreateAccounts))
 	mux.HandleFunc("POST /v1/admin/ledger/transfers", s.admin(s.handleCreateTransfers))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"zhifu/identity"
 	"zhifu/notify"
@@ -9,9 +11,15 @@ import (
 	"zhifu/wallet"
 )
 
+// platformAccountsTimeout bounds creating the platform's ledger accounts at
+// start, so a stuck database fails the start instead of hanging it.
+const platformAccountsTimeout = 30 * time.Second
+
 // startServices builds the business services over the store and batcher
 // and starts their background workers (trade timers, notification
-// delivery). Close stops the workers before the batcher.
+// delivery, expired nonces and sessions). It first makes sure the
+// platform's ledger accounts exist. Close stops the workers before the
+// batcher.
 func (m *Main) startServices() error {
 	m.Identity = identity.New(identity.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
 	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
@@ -19,9 +27,15 @@ func (m *Main) startServices() error {
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet})
 	m.Notify = notify.New(notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Client: m.HTTPClient})
+	ensureCtx, cancelEnsure := context.WithTimeout(context.Background(), platformAccountsTimeout)
+	err := m.Wallet.EnsurePlatformAccounts(ensureCtx)
+	cancelEnsure()
+	if err != nil {
+		return fmt.Errorf("platform accounts: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
-	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run} {
+	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
