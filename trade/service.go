@@ -2,11 +2,14 @@ package trade
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"zhifu"
 	"zhifu/identity"
 	"zhifu/ledger"
+	"zhifu/notify"
 	"zhifu/wallet"
 )
 
@@ -20,14 +23,171 @@ type Config struct {
 	Wallet   *wallet.Service
 }
 
-// Service creates and moves trades.
+// Service creates and moves trades. Every change is a ledger.Op run by the
+// batcher: the trade row, its ledger transfer and the merchant's
+// notification commit in one transaction or not at all. Its methods are
+// the trade API in plain Go, for the HTTP routes and the Alipay-compatible
+// gateway alike; refusals are *zhifu.Error with the API's codes.
 type Service struct {
-	cfg Config
+	cfg      Config
+	ledgerID uint32 // CNY: trades are in yuan for now
 }
 
 // New returns the trade service.
-func New(cfg Config) *Service { return &Service{cfg: cfg} }
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = zhifu.SystemClock{}
+	}
+	l, _ := zhifu.LedgerOf(zhifu.CNY)
+	return &Service{cfg: cfg, ledgerID: l}
+}
 
-// Run runs the trade timers (closing unpaid trades, finishing shipped escrow
-// trades) until ctx ends.
-func (s *Service) Run(ctx context.Context) { <-ctx.Done() }
+// moveOp is every change to an existing trade: it locks the trade row,
+// asks decide (which applies one of the pure rules in rules.go), submits
+// the transfer the rule asks for, and in Finish saves the trade, the new
+// refund and the notification once the transfer is known to have gone
+// through.
+type moveOp struct {
+	svc     *Service
+	tradeNo string
+	keys    []string
+	now     time.Time
+	// decide runs under the trade's lock and may read more rows through q.
+	// It returns change{} when there is nothing to do (a timer that is no
+	// longer due).
+	decide func(ctx context.Context, q ledger.Querier, t *Trade) (change, error)
+	// after runs in Finish once the trade is saved (a payment code is
+	// marked used there).
+	after func(ctx context.Context, q ledger.Querier) error
+
+	// The outcome, reset by every Prepare because a batch may run again.
+	old *Trade
+	ch  change
+}
+
+func (o *moveOp) Keys() []string { return o.keys }
+
+func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
+	o.old, o.ch = nil, change{}
+	t, err := loadTrade(ctx, tx, o.tradeNo, true)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		o.ch = refuse(zhifu.NotFound, "no trade %s", o.tradeNo)
+		return nil, nil
+	}
+	ch, err := o.decide(ctx, tx, t)
+	if err != nil {
+		return nil, err
+	}
+	if ch.fault != nil {
+		return nil, ch.fault
+	}
+	o.old, o.ch = t, ch
+	if ch.transfer != nil && ch.refusal == nil {
+		return []ledger.Transfer{*ch.transfer}, nil
+	}
+	return nil, nil
+}
+
+func (o *moveOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.TransferResult) error {
+	if o.ch.transfer != nil && o.ch.refusal == nil {
+		switch r := results[0]; {
+		case r == ledger.TransferOK:
+		case o.ch.shortfall != "" && (r == ledger.TransferExceedsCredits || r == ledger.TransferDebitAccountNotFound):
+			// Nothing moved and nothing is written: the trade stays as it was.
+			whose := "the buyer's balance"
+			if o.ch.shortfall == zhifu.BalanceNotEnough {
+				whose = "the seller's balance"
+			}
+			o.ch = change{refusal: zhifu.Errorf(o.ch.shortfall, "%s does not cover %s", whose,
+				zhifu.Amount(o.ch.transfer.Amount))}
+			return nil
+		default:
+			// Exists would mean the money moved before without the row
+			// saying so: the rows and the ledger disagree, a bug. Anything
+			// else is a missing platform account. Neither may be papered
+			// over by writing the row.
+			return fmt.Errorf("trade %s: transfer %s: %s", o.tradeNo, o.ch.transfer.ID, r)
+		}
+	}
+	if o.ch.trade == nil {
+		return nil
+	}
+	if err := saveTrade(ctx, tx, o.old, o.ch.trade); err != nil {
+		return err
+	}
+	if o.ch.refund != nil {
+		if err := insertRefund(ctx, tx, o.ch.refund); err != nil {
+			return err
+		}
+	}
+	if o.after != nil && o.ch.refusal == nil {
+		if err := o.after(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return o.svc.notify(ctx, tx, o.ch.trade, o.ch.refund, o.now)
+}
+
+// do runs op through the batcher and returns the refusal it recorded, if
+// any.
+func (s *Service) do(ctx context.Context, op *moveOp) error {
+	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
+		return err
+	}
+	if op.ch.refusal != nil {
+		return op.ch.refusal
+	}
+	return nil
+}
+
+// merchantOwns refuses a trade of another merchant as if it did not exist.
+func merchantOwns(t *Trade, merchantID string) *zhifu.Error {
+	if t == nil || t.MerchantID != merchantID {
+		return zhifu.Errorf(zhifu.NotFound, "no trade %s", tradeNoOf(t))
+	}
+	return nil
+}
+
+func tradeNoOf(t *Trade) string {
+	if t == nil {
+		return ""
+	}
+	return t.TradeNo
+}
+
+// notify writes the merchant's notification of t (and of refund r) to the
+// outbox inside the op's transaction.
+func (s *Service) notify(ctx context.Context, q ledger.Querier, t *Trade, r *RefundRecord, now time.Time) error {
+	if t.NotifyURL == "" {
+		return nil // nobody to tell
+	}
+	id := newNotifyID()
+	body, err := notificationBody(id, t, r)
+	if err != nil {
+		return err
+	}
+	return notify.Enqueue(ctx, q, notify.Message{NotifyID: id, MerchantID: t.MerchantID, URL: t.NotifyURL,
+		Format: notify.FormatZhifu, Body: body}, now)
+}
+
+// checkTradeNo refuses a malformed trade_no as not found, without asking
+// the database.
+func checkTradeNo(tradeNo string) error {
+	if !ValidTradeNo(tradeNo) {
+		return zhifu.Errorf(zhifu.NotFound, "no trade %q", truncate(tradeNo, TradeNoLen+8))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"zhifu/postgres"
+)
+
+// benchClients is how many clients run create+pay loops at once.
+const benchClients = 64
+
+// BenchmarkPaidTrades measures paid trades per second end to end over HTTP:
+// each of 64 clients loops on a signed merchant create (POST /v1/trades)
+// followed by the buyer's balance payment (POST /v1/trades/{no}/pay), each
+// answered only once durable. It reports trades/s and the p50 and p99
+// latency of one create+pay pair.
+//
+//	go test -run '^$' -bench PaidTrades -benchtime 5000x ./cmd/zhifu
+//
+// Setting ZHIFU_BENCH_CPUPROFILE=prefix writes a CPU profile of the timed
+// loop alone to prefix-<backend>.prof (go test -cpuprofile would mostly
+// show the set-up's password hashing).
+func BenchmarkPaidTrades(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			bench := newTradeBench(b, backend)
+			if prefix := testGetenv("ZHIFU_BENCH_CPUPROFILE"); prefix != "" && b.N > 1 {
+				f, err := os.Create(prefix + "-" + backend + ".prof")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			bench.run(b)
+		})
+	}
+}
+
+// tradeBench is one platform with a merchant and funded buyers.
+type tradeBench struct {
+	m      *testMain
+	url    string
+	client *http.Client
+	mk     merchantKey
+	buyers []string // session tokens
+}
+
+func newTradeBench(b *testing.B, backend string) *tradeBench {
+	b.Helper()
+	dir := b.TempDir()
+	db := "sqlite://" + filepath.Join(dir, "zhifu.db")
+	if backend == "postgres" {
+		base := postgres.DefaultTestURL
+		if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
+			base = u
+		}
+		u, drop, err := postgres.CreateTestDatabase(context.Background(), base)
+		if err != nil {
+			b.Fatalf("PostgreSQL at %s: %v", base, err)
+		}
+		b.Cleanup(drop)
+		db = u
+	}
+	tm := newTestMain(nil)
+	if err := tm.ParseFlags(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}); err != nil {
+		b.Fatal(err)
+	}
+	if err := tm.Run(context.Background()); err != nil {
+		tm.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tm.Close() })
+	tb := &tradeBench{m: tm, url: tm.URL(),
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}}}
+	// Registered after Main's Close, so it runs before it: idle client
+	// connections would hold the server's graceful shutdown.
+	b.Cleanup(tb.client.CloseIdleConnections)
+	tb.setup(b)
+	return tb
+}
+
+// setup creates the seller, the merchant and one funded buyer per client.
+func (tb *tradeBench) setup(b *testing.B) {
+	admin := "Bearer " + tb.m.AdminToken()
+	var seller struct {
+		UserID string `json:"user_id"`
+	}
+	tb.must(b, "POST", "/v1/users", admin, `{"login":"benchseller","password":"bench password 1","name":"s"}`, &seller)
+	var m struct {
+		MerchantID string `json:"merchant_id"`
+		Secret     string `json:"secret"`
+	}
+	tb.must(b, "POST", "/v1/merchants", admin, fmt.Sprintf(`{"name":"bench","user_id":%q}`, seller.UserID), &m)
+	tb.mk = merchantKey{id: m.MerchantID, secret: m.Secret}
+	tb.buyers = make([]string, benchClients)
+	var wg sync.WaitGroup
+	errs := make([]error, benchClients)
+	for i := range benchClients {
+		wg.Go(func() { tb.buyers[i], errs[i] = tb.fundedBuyer(admin, i) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func (tb *tradeBench) fundedBuyer(admin string, i int) (string, error) {
+	login := fmt.Sprintf(`{"login":"benchbuyer%d","password":"bench password 1"}`, i)
+	var u struct {
+		UserID string `json:"user_id"`
+	}
+	if err := tb.call("POST", "/v1/users", admin, login[:len(login)-1]+`,"name":"b"}`, &u); err != nil {
+		return "", err
+	}
+	var sess struct {
+		Token string `json:"token"`
+	}
+	if err := tb.call("POST", "/v1/sessions", "", login, &sess); err != nil {
+		return "", err
+	}
+	dep := fmt.Sprintf(`{"user_id":%q,"amount":"100000000.00","bank":"ICBC","reference":"bench%d"}`, u.UserID, i)
+	return sess.Token, tb.call("POST", "/v1/admin/deposits", admin, dep, nil)
+}
+
+func (tb *tradeBench) must(b *testing.B, method, path, auth, body string, out any) {
+	b.Helper()
+	if err := tb.call(method, path, auth, body, out); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// call sends one request and fails unless it answers 2xx.
+func (tb *tradeBench) call(method, path, auth, body string, out any) error {
+	req, err := http.NewRequest(method, tb.url+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := tb.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// pair creates a trade as the merchant and pays it as buyer.
+func (tb *tradeBench) pair(seq int64, buyer string) error {
+	body := fmt.Sprintf(`{"out_trade_no":"b%d","subject":"bench","total_amount":"1.00","mode":"instant"}`, seq)
+	auth := signMerchant(tb.mk, "POST", "/v1/trades", body, time.Now(), newNonce())
+	var tr struct {
+		TradeNo string `json:"trade_no"`
+	}
+	if err := tb.call("POST", "/v1/trades", auth, body, &tr); err != nil {
+		return err
+	}
+	var paid struct {
+		Status string `json:"status"`
+	}
+	if err := tb.call("POST", "/v1/trades/"+tr.TradeNo+"/pay", "Bearer "+buyer, `{"method":"balance"}`, &paid); err != nil {
+		return err
+	}
+	if paid.Status != "TRADE_SUCCESS" {
+		return fmt.Errorf("paid trade is %s", paid.Status)
+	}
+	return nil
+}
+
+func (tb *tradeBench) run(b *testing.B) {
+	var next atomic.Int64
+	lat := make([][]time.Duration, benchClients)
+	errs := make([]error, benchClients)
+	n := int64(b.N)
+	var wg sync.WaitGroup
+	st := tb.m.batcher.Stats()
+	batches0, ops0, nanos0 := st.Batches.Load(), st.Ops.Load(), st.CommitNanos.Load()
+	b.ResetTimer()
+	start := time.Now()
+	for c := range benchClients {
+		wg.Go(func() {
+			for {
+				seq := next.Add(1)
+				if seq > n {
+					return
+				}
+				t0 := time.Now()
+				if err := tb.pair(seq, tb.buyers[c]); err != nil {
+					errs[c] = err
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	batches, ops := st.Batches.Load()-batches0, st.Ops.Load()-ops0
+	if batches > 0 {
+		// What the group commit did meanwhile: how many ops (merchant
+		// nonces, sessions, trades) shared a transaction, and how long one
+		// transaction took.
+		b.ReportMetric(float64(ops)/float64(batches), "ops/batch")
+		b.ReportMetric(float64(st.CommitNanos.Load()-nanos0)/float64(batches)/1e6, "commit-ms")
+		b.ReportMetric(float64(ops)/float64(n), "ops/trade")
+	}
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "trades/s")
+	b.ReportMetric(ms(0.50), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op") // the pair latency above is the figure that means something
+}
