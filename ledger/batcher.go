@@ -19,6 +19,14 @@ const (
 	// QueueLenMax bounds the submissions waiting for a batch. A full queue
 	// answers ErrBusy at once rather than letting callers pile up.
 	QueueLenMax = 65536
+	// BulkQueueLenMax bounds the background lane (see DoBulk).
+	BulkQueueLenMax = 262144
+	// bulkOpsPerBusyBatch is how many background ops ride in a batch that
+	// also carries urgent ones: enough to make steady progress, few enough
+	// that a payment's commit barely grows. A batch with no urgent op takes
+	// bulkOpsPerIdleBatch.
+	bulkOpsPerBusyBatch = 64
+	bulkOpsPerIdleBatch = 1024
 	// commitTimeout bounds one batch's transaction, so a stuck database
 	// fails the batch's callers instead of halting the batcher.
 	commitTimeout = 30 * time.Second
@@ -44,7 +52,8 @@ var (
 type Batcher struct {
 	store Store
 	now   func() time.Time
-	queue chan *submission
+	queue chan *submission // urgent lane: payments and everything a person waits on
+	bulk  chan *submission // background lane: mass withdrawals, timers, bulk imports
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -66,6 +75,7 @@ type BatcherStats struct {
 
 type submission struct {
 	op   Op
+	bulk bool
 	size int // transfers it is expected to add
 	err  error
 	done chan struct{}
@@ -73,10 +83,14 @@ type submission struct {
 
 // NewBatcher starts a batcher over st. now gives commit timestamps.
 func NewBatcher(st Store, now func() time.Time) *Batcher {
-	b := &Batcher{store: st, now: now, queue: make(chan *submission, QueueLenMax), done: make(chan struct{})}
+	b := &Batcher{store: st, now: now, queue: make(chan *submission, QueueLenMax),
+		bulk: make(chan *submission, BulkQueueLenMax), done: make(chan struct{})}
 	go b.run()
 	return b
 }
+
+// QueueLen reports how many submissions wait in each lane.
+func (b *Batcher) QueueLen() (urgent, bulk int) { return len(b.queue), len(b.bulk) }
 
 // Stats returns the batcher's counters.
 func (b *Batcher) Stats() *BatcherStats { return &b.stats }
@@ -93,7 +107,7 @@ func (b *Batcher) Submit(ctx context.Context, transfers []Transfer) ([]TransferR
 		return nil, nil
 	}
 	op := &transferOp{transfers: transfers}
-	if err := b.do(ctx, op, len(transfers)); err != nil {
+	if err := b.do(ctx, &submission{op: op, size: len(transfers)}); err != nil {
 		return nil, err
 	}
 	return op.results, nil
@@ -102,18 +116,30 @@ func (b *Batcher) Submit(ctx context.Context, transfers []Transfer) ([]TransferR
 // Do commits one op and returns when its batch is durable. As with Submit,
 // if ctx ends first the outcome is unknown.
 func (b *Batcher) Do(ctx context.Context, op Op) error {
-	return b.do(ctx, op, opTransfersGuess)
+	return b.do(ctx, &submission{op: op, size: opTransfersGuess})
 }
 
-func (b *Batcher) do(ctx context.Context, op Op, size int) error {
-	s := &submission{op: op, size: size, done: make(chan struct{})}
+// DoBulk commits an op in the background lane: it waits while urgent work
+// is queued, and a batch carries only a few background ops beside urgent
+// ones. A burst of a hundred thousand withdrawals therefore queues here
+// without slowing the payments that arrive meanwhile.
+func (b *Batcher) DoBulk(ctx context.Context, op Op) error {
+	return b.do(ctx, &submission{op: op, bulk: true, size: opTransfersGuess})
+}
+
+func (b *Batcher) do(ctx context.Context, s *submission) error {
+	s.done = make(chan struct{})
+	q := b.queue
+	if s.bulk {
+		q = b.bulk
+	}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
-	case b.queue <- s:
+	case q <- s:
 	default:
 		b.mu.RUnlock()
 		b.stats.QueueRejections.Add(1)
@@ -135,6 +161,7 @@ func (b *Batcher) Close() {
 	if !b.closed {
 		b.closed = true
 		close(b.queue)
+		close(b.bulk)
 	}
 	b.mu.Unlock()
 	<-b.done
@@ -145,6 +172,7 @@ type gathering struct {
 	batch []*submission
 	keys  map[string]bool
 	size  int
+	bulk  int           // background ops in the batch
 	next  []*submission // held back for the next batch
 	full  bool
 }
@@ -169,42 +197,63 @@ func (g *gathering) add(s *submission) {
 	}
 	g.batch = append(g.batch, s)
 	g.size += s.size
+	if s.bulk {
+		g.bulk++
+	}
 }
 
 func (b *Batcher) run() {
 	defer close(b.done)
+	q, bq := b.queue, b.bulk // set to nil once closed and drained
 	var held []*submission
-	open := true
-	for open || len(held) > 0 {
+	for q != nil || bq != nil || len(held) > 0 {
 		if len(held) == 0 {
-			s, ok := <-b.queue
-			if !ok {
-				open = false
-				continue
+			select {
+			case s, ok := <-q:
+				if !ok {
+					q = nil
+					continue
+				}
+				held = append(held, s)
+			case s, ok := <-bq:
+				if !ok {
+					bq = nil
+					continue
+				}
+				held = append(held, s)
 			}
-			held = append(held, s)
 		}
 		g := gathering{keys: make(map[string]bool)}
 		for _, s := range held {
 			g.add(s)
 		}
-	gather:
-		// Held-back ops are bounded by what one batch can take.
-		for open && !g.full && len(g.next) < BatchOpsMax {
-			select {
-			case s, ok := <-b.queue:
-				if !ok {
-					open = false
-					break gather
-				}
-				g.add(s)
-			default:
-				break gather
-			}
+		q = gather(q, &g, BatchOpsMax)
+		bulkMax := bulkOpsPerIdleBatch
+		if len(g.batch) > g.bulk {
+			bulkMax = bulkOpsPerBusyBatch
 		}
+		bq = gather(bq, &g, bulkMax)
 		held = g.next
 		b.commit(g.batch)
 	}
+}
+
+// gather adds to g what is waiting on q, without waiting, until the batch
+// is full or holds limit ops of q's lane. It returns nil for a closed q.
+// Held-back ops are bounded by what one batch can take.
+func gather(q chan *submission, g *gathering, limit int) chan *submission {
+	for taken := 0; q != nil && !g.full && taken < limit && len(g.next) < BatchOpsMax; taken++ {
+		select {
+		case s, ok := <-q:
+			if !ok {
+				return nil
+			}
+			g.add(s)
+		default:
+			return q
+		}
+	}
+	return q
 }
 
 func (b *Batcher) commit(batch []*submission) {

@@ -109,3 +109,59 @@ func testOps(t *testing.T, st, other ledger.Store) {
 	}
 	mustCheck(t, st)
 }
+
+// moveOp is a business op that moves money and writes nothing else.
+type moveOp struct {
+	t      ledger.Transfer
+	result ledger.TransferResult
+}
+
+func (o *moveOp) Keys() []string { return nil }
+
+func (o *moveOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
+	return []ledger.Transfer{o.t}, nil
+}
+
+func (o *moveOp) Finish(_ context.Context, _ ledger.Tx, r []ledger.TransferResult) error {
+	o.result = r[0]
+	return nil
+}
+
+// testBulkLane queues a burst of background ops, then submits urgent ones:
+// each urgent op must commit while most of the burst still waits.
+func testBulkLane(t *testing.T, st ledger.Store) {
+	const burst, urgent = 20000, 5
+	mustCreate(t, st, wallet(1), wallet(2), bank(3))
+	b := ledger.NewBatcher(st, time.Now)
+	defer b.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			op := &moveOp{t: tr(fmt.Sprint("bulk-", i), 3, 1, 1)}
+			if err := b.DoBulk(ctx, op); err != nil || op.result != ledger.TransferOK {
+				t.Errorf("bulk %d: %v %v", i, err, op.result)
+			}
+		}(i)
+	}
+	// Wait until a backlog has built up in the background lane.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := b.QueueLen(); n < burst/4; _, n = b.QueueLen() {
+		if time.Now().After(deadline) {
+			t.Skipf("no backlog formed (the store drains %d ops faster than they are queued)", burst)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < urgent; i++ {
+		op := &moveOp{t: tr(fmt.Sprint("urgent-", i), 3, 2, 1)}
+		if err := b.Do(ctx, op); err != nil || op.result != ledger.TransferOK {
+			t.Fatalf("urgent %d: %v %v", i, err, op.result)
+		}
+		if _, waiting := b.QueueLen(); i == 0 && waiting == 0 {
+			t.Fatalf("the first urgent op waited until the background lane drained")
+		}
+	}
+	wg.Wait()
+	mustCheck(t, st)
+}
