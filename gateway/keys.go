@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 
 	"zhifu"
@@ -98,6 +99,14 @@ func (k *Keys) KeyID() string {
 	return k.id
 }
 
+// secretSeed is private material every node shares, for keys derived from
+// it (never the key itself).
+func (k *Keys) secretSeed() string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.id + ":" + k.priv.D.String()
+}
+
 // Sign signs content with the active private key.
 func (k *Keys) Sign(content []byte) (string, error) {
 	k.mu.RLock()
@@ -163,4 +172,22 @@ func (o *keyOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferRes
 	_, err := tx.Exec(ctx, `INSERT INTO platform_keys (key_id, private_der, public_der, created_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT (key_id) DO NOTHING`, o.id, o.priv, o.pub, o.now)
 	return err
+}
+
+// SignNotification signs an Alipay-format asynchronous notification: sign
+// covers every field but sign and sign_type, and sign_type is RSA2. It is
+// the notify worker's AlipaySigner.
+func (k *Keys) SignNotification(form url.Values) (url.Values, error) {
+	out := make(url.Values, len(form)+2)
+	for key, v := range form {
+		out[key] = v
+	}
+	out.Del("sign")
+	out.Set("sign_type", "RSA2")
+	sig, err := k.Sign([]byte(SignContent(out, "sign", "sign_type")))
+	if err != nil {
+		return nil, err
+	}
+	out.Set("sign", sig)
+	return out, nil
 }

@@ -62,9 +62,15 @@ type merchantProfileJSON struct {
 	CreatedAt       string  `json:"created_at"`
 }
 
-func merchantView(m *identity.Merchant) merchantProfileJSON {
-	return merchantProfileJSON{MerchantID: m.MerchantID, AppID: m.AppID, Name: m.Name, UserID: m.UserID,
+// merchantView shows a merchant, with the platform's public key for
+// verifying gateway responses and notifications when the gateway runs.
+func (s *Server) merchantView(m *identity.Merchant) merchantProfileJSON {
+	v := merchantProfileJSON{MerchantID: m.MerchantID, AppID: m.AppID, Name: m.Name, UserID: m.UserID,
 		NotifyURL: m.NotifyURL, AppPublicKey: m.AppPublicKey, CreatedAt: formatAPITime(m.CreatedAt)}
+	if s.svc.Gateway != nil {
+		v.AlipayPublicKey = s.svc.Gateway.Keys().PublicKey()
+	}
+	return v
 }
 
 // handleCreateMerchant registers a merchant (operator only) and shows its
@@ -78,7 +84,7 @@ func (s *Server) handleCreateMerchant(w nethttp.ResponseWriter, r *nethttp.Reque
 	if err != nil {
 		return err
 	}
-	v := merchantView(m)
+	v := s.merchantView(m)
 	v.Secret = &secret
 	writeJSON(w, nethttp.StatusCreated, v)
 	return nil
@@ -87,7 +93,7 @@ func (s *Server) handleCreateMerchant(w nethttp.ResponseWriter, r *nethttp.Reque
 // handleGetMerchant shows a merchant its own profile (an extension, like
 // Stripe's GET /v1/account): the cheapest way to check a signature set-up.
 func (s *Server) handleGetMerchant(w nethttp.ResponseWriter, r *nethttp.Request, m *identity.Merchant) error {
-	writeJSON(w, nethttp.StatusOK, merchantView(m))
+	writeJSON(w, nethttp.StatusOK, s.merchantView(m))
 	return nil
 }
 

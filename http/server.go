@@ -118,6 +118,9 @@ func (s *Server) routes() *nethttp.ServeMux {
 	if s.svc.Trades != nil {
 		s.tradeRoutes(mux)
 	}
+	if s.svc.Gateway != nil {
+		s.gatewayRoutes(mux)
+	}
 
 	// Anything else gets the API's error shape rather than the mux's text.
 	mux.HandleFunc("/", func(w nethttp.ResponseWriter, r *nethttp.Request) {

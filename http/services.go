@@ -1,6 +1,7 @@
 package http
 
 import (
+	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/trade"
 	"zhifu/wallet"
@@ -12,4 +13,5 @@ type Services struct {
 	Identity *identity.Service
 	Wallet   *wallet.Service
 	Trades   *trade.Service
+	Gateway  *gateway.Service
 }

@@ -168,6 +168,10 @@ func (s *Service) notify(ctx context.Context, q ledger.Querier, t *Trade, r *Ref
 		return nil // nobody to tell
 	}
 	id := newNotifyID()
+	if t.Source == SourceGateway {
+		return notify.Enqueue(ctx, q, notify.Message{NotifyID: id, MerchantID: t.MerchantID, URL: t.NotifyURL,
+			Format: notify.FormatAlipay, Body: alipayNotificationBody(id, t, r, now)}, now)
+	}
 	body, err := notificationBody(id, t, r)
 	if err != nil {
 		return err

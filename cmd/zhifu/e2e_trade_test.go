@@ -23,7 +23,7 @@ type trWorld struct {
 }
 
 // trUser is a user with a session.
-type trUser struct{ id, token string }
+type trUser struct{ id, token, login string }
 
 // trSeq makes logins and references unique within the test binary.
 var trSeq atomic.Int64
@@ -71,7 +71,7 @@ func (w *trWorld) user(name string) trUser {
 	if decode(w.t, b, &sess); s != http.StatusOK && s != http.StatusCreated || sess.Token == "" {
 		w.t.Fatalf("login: %d %s", s, b)
 	}
-	return trUser{id: created.UserID, token: sess.Token}
+	return trUser{id: created.UserID, token: sess.Token, login: login}
 }
 
 // newMerchant registers a merchant paid into u's wallet.

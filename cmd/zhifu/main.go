@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/gateway"
 	zhttp "zhifu/http"
 	"zhifu/identity"
 	"zhifu/ledger"
@@ -121,6 +122,7 @@ type Main struct {
 	Wallet   *wallet.Service
 	Trades   *trade.Service
 	Notify   *notify.Worker
+	Gateway  *gateway.Service
 
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
@@ -179,7 +181,8 @@ func (m *Main) Run(ctx context.Context) error {
 		AdminToken: m.adminToken,
 		Logger:     m.Logger,
 		Clock:      m.Clock,
-		Services:   zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades},
+		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
+			Gateway: m.Gateway},
 	})
 	if err := m.server.Open(); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/notify"
 	"zhifu/trade"
@@ -26,13 +27,20 @@ func (m *Main) startServices() error {
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet})
-	m.Notify = notify.New(notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Client: m.HTTPClient})
 	ensureCtx, cancelEnsure := context.WithTimeout(context.Background(), platformAccountsTimeout)
 	err := m.Wallet.EnsurePlatformAccounts(ensureCtx)
+	var keys *gateway.Keys
+	if err == nil {
+		keys, err = gateway.LoadKeys(ensureCtx, m.store, m.batcher, m.Clock)
+	}
 	cancelEnsure()
 	if err != nil {
-		return fmt.Errorf("platform accounts: %w", err)
+		return fmt.Errorf("platform accounts and keys: %w", err)
 	}
+	m.Gateway = gateway.New(gateway.Config{Trades: m.Trades, Identity: m.Identity, Keys: keys, Clock: m.Clock,
+		Logger: m.Logger, BaseURL: m.URL})
+	m.Notify = notify.New(notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Client: m.HTTPClient,
+		AlipaySigner: keys.SignNotification})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
 	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run} {

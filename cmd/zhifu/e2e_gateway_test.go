@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smartwalle/alipay/v3"
+
+	"zhifu/gateway"
+)
+
+// The Alipay-compatible gateway, driven by an unmodified Alipay SDK
+// (github.com/smartwalle/alipay/v3) over real HTTP, on both stores.
+
+var gwBeijing = time.FixedZone("CST", 8*3600)
+
+// gwApp is a merchant set up for the gateway: its key pair, its app id, the
+// SDK client pointed at the platform, and its native API key.
+type gwApp struct {
+	appID   string
+	privPEM string
+	client  *alipay.Client
+	mk      merchantKey
+}
+
+func gwKeyPair(t *testing.T) (privPEM, pubB64 string) { return gwKeyPairTB(t) }
+
+func gwKeyPairTB(t testing.TB) (privPEM, pubB64 string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
+		base64.StdEncoding.EncodeToString(pub)
+}
+
+func gwNewApp(t *testing.T, w *trWorld, seller trUser, notifyURL string) *gwApp {
+	t.Helper()
+	privPEM, pubB64 := gwKeyPair(t)
+	var m struct {
+		MerchantID      string `json:"merchant_id"`
+		Secret          string `json:"secret"`
+		AppID           string `json:"app_id"`
+		AlipayPublicKey string `json:"alipay_public_key"`
+	}
+	body := map[string]string{"name": "gw shop", "user_id": seller.id, "app_public_key": pubB64}
+	if notifyURL != "" {
+		body["notify_url"] = notifyURL
+	}
+	if s := w.admin("POST", "/v1/merchants", body, &m); s != http.StatusCreated || m.AlipayPublicKey == "" {
+		t.Fatalf("create merchant: %d %+v", s, m)
+	}
+	return &gwApp{appID: m.AppID, privPEM: privPEM, client: gwClient(t, w.url, m.AppID, privPEM, m.AlipayPublicKey),
+		mk: merchantKey{id: m.MerchantID, secret: m.Secret}}
+}
+
+func gwClient(t *testing.T, base, appID, privPEM, platformPub string) *alipay.Client {
+	t.Helper()
+	c, err := alipay.New(appID, privPEM, false, alipay.WithSandboxGateway(base+"/gateway.do"),
+		alipay.WithTimeLocation(gwBeijing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadAliPayPublicKey(platformPub); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// gwPaycode has user u make a payment code.
+func gwPaycode(t *testing.T, w *trWorld, u trUser) string {
+	t.Helper()
+	var pc struct {
+		AuthCode string `json:"auth_code"`
+	}
+	if s := w.bearer(u.token, "POST", "/v1/paycodes", nil, &pc); s != http.StatusCreated {
+		t.Fatalf("paycode: %d", s)
+	}
+	return pc.AuthCode
+}
+
+// gwNoErr fails unless the SDK accepted the answer: a business refusal
+// must still come back signed and verified.
+func gwNoErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v (want a signed answer)", what, err)
+	}
+}
+
+// gwWantCode checks the code of a verified answer.
+func gwWantCode(t *testing.T, what string, got alipay.Error, code, sub string) {
+	t.Helper()
+	if string(got.Code) != code || got.SubCode != sub {
+		t.Fatalf("%s: code %s sub %s (%s), want %s %s", what, got.Code, got.SubCode, got.SubMsg, code, sub)
+	}
+}
+
+func TestGatewaySDK(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		w := newTrWorld(t, e)
+		buyer := w.user("gwbuyer")
+		w.fund(buyer, "500.00")
+		app := gwNewApp(t, w, w.seller, "")
+
+		// create, then the native API sees the same trade.
+		out := fmt.Sprintf("gw%d", trSeq.Add(1))
+		cr, err := app.client.TradeCreate(ctx, alipay.TradeCreate{Trade: alipay.Trade{OutTradeNo: out,
+			Subject: "Tea", TotalAmount: "88.80"}})
+		if err != nil || !cr.IsSuccess() || cr.TradeNo == "" {
+			t.Fatalf("create: %v %+v", err, cr)
+		}
+		var native map[string]any
+		if s := e.merchant(app.mk, "GET", "/v1/trades/"+cr.TradeNo, nil, &native); s != 200 ||
+			native["out_trade_no"] != out || native["total_amount"] != "88.80" {
+			t.Fatalf("native read of a gateway trade: %d %v", s, native)
+		}
+		q, err := app.client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: out})
+		if err != nil || !q.IsSuccess() || q.TradeStatus != alipay.TradeStatusWaitBuyerPay || q.TradeNo != cr.TradeNo {
+			t.Fatalf("query: %v %+v", err, q)
+		}
+		// A trade created natively is queried through the gateway.
+		nativeNo := w.mustCreate(map[string]any{"total_amount": "1.00"})
+		q, err = app.client.TradeQuery(ctx, alipay.TradeQuery{TradeNo: nativeNo})
+		gwNoErr(t, "query another merchant's trade", err)
+		gwWantCode(t, "query another merchant's trade", q.Error, "40004", "ACQ.TRADE_NOT_EXIST")
+
+		// close an unpaid trade.
+		cl, err := app.client.TradeClose(ctx, alipay.TradeClose{OutTradeNo: out})
+		if err != nil || !cl.IsSuccess() {
+			t.Fatalf("close: %v %+v", err, cl)
+		}
+		if q, _ := app.client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: out}); q.TradeStatus != alipay.TradeStatusClosed {
+			t.Fatalf("after close: %+v", q)
+		}
+
+		// pay with a payment code (bar_code).
+		payOut := fmt.Sprintf("gwp%d", trSeq.Add(1))
+		pay := alipay.TradePay{Trade: alipay.Trade{OutTradeNo: payOut, Subject: "Cake", TotalAmount: "100.00"},
+			Scene: "bar_code", AuthCode: gwPaycode(t, w, buyer)}
+		pr, err := app.client.TradePay(ctx, pay)
+		if err != nil || !pr.IsSuccess() || pr.BuyerUserId != buyer.id || pr.TotalAmount != "100.00" {
+			t.Fatalf("pay: %v %+v", err, pr)
+		}
+		if got := w.available(buyer); got != "400.00" {
+			t.Fatalf("buyer has %s after paying 100.00 of 500.00", got)
+		}
+		pay.AuthCode = gwPaycode(t, w, buyer)
+		again, err := app.client.TradePay(ctx, pay)
+		gwNoErr(t, "pay twice", err)
+		gwWantCode(t, "pay twice", again.Error, "40004", "ACQ.TRADE_HAS_SUCCESS")
+
+		// refund in part, replay, query; then cancel refunds the rest.
+		rf := alipay.TradeRefund{OutTradeNo: payOut, RefundAmount: "30.00", OutRequestNo: "r1"}
+		rr, err := app.client.TradeRefund(ctx, rf)
+		if err != nil || !rr.IsSuccess() || rr.FundChange != "Y" || rr.RefundFee != "30.00" {
+			t.Fatalf("refund: %v %+v", err, rr)
+		}
+		if rr, _ := app.client.TradeRefund(ctx, rf); !rr.IsSuccess() || rr.FundChange != "N" {
+			t.Fatalf("refund replay: %+v", rr)
+		}
+		rf.RefundAmount = "31.00"
+		rr, err = app.client.TradeRefund(ctx, rf)
+		gwNoErr(t, "refund reuse", err)
+		gwWantCode(t, "refund reuse", rr.Error, "40004", "ACQ.CONTEXT_INCONSISTENT")
+		rf = alipay.TradeRefund{OutTradeNo: payOut, RefundAmount: "71.00", OutRequestNo: "r2"}
+		rr, err = app.client.TradeRefund(ctx, rf)
+		gwNoErr(t, "refund too much", err)
+		gwWantCode(t, "refund too much", rr.Error, "40004", "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL")
+		rq, err := app.client.TradeFastPayRefundQuery(ctx, alipay.TradeFastPayRefundQuery{OutTradeNo: payOut, OutRequestNo: "r1"})
+		if err != nil || !rq.IsSuccess() || rq.RefundStatus != "REFUND_SUCCESS" || rq.RefundAmount != "30.00" {
+			t.Fatalf("refund query: %v %+v", err, rq)
+		}
+		cn, err := app.client.TradeCancel(ctx, alipay.TradeCancel{OutTradeNo: payOut})
+		if err != nil || !cn.IsSuccess() || cn.Action != "refund" {
+			t.Fatalf("cancel: %v %+v", err, cn)
+		}
+		if got := w.available(buyer); got != "500.00" {
+			t.Fatalf("buyer has %s after refund and cancel", got)
+		}
+
+		// insufficient balance, and an unknown trade.
+		poor := w.user("gwpoor")
+		pay = alipay.TradePay{Trade: alipay.Trade{OutTradeNo: fmt.Sprintf("gwx%d", trSeq.Add(1)), Subject: "TV",
+			TotalAmount: "9.99"}, Scene: "bar_code", AuthCode: gwPaycode(t, w, poor)}
+		pr, err = app.client.TradePay(ctx, pay)
+		gwNoErr(t, "pay without money", err)
+		gwWantCode(t, "pay without money", pr.Error, "40004", "ACQ.BUYER_BALANCE_NOT_ENOUGH")
+		pay.OutTradeNo, pay.AuthCode = fmt.Sprintf("gwy%d", trSeq.Add(1)), "280000000000000000"
+		pr, err = app.client.TradePay(ctx, pay)
+		gwNoErr(t, "unknown payment code", err)
+		gwWantCode(t, "unknown payment code", pr.Error, "40004", "ACQ.PAYMENT_AUTH_CODE_INVALID")
+		q, err = app.client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "nope"})
+		gwNoErr(t, "query unknown", err)
+		gwWantCode(t, "query unknown", q.Error, "40004", "ACQ.TRADE_NOT_EXIST")
+
+		gwPrecreateAndBill(t, w, app, buyer)
+		w.checkLedger()
+	})
+}
+
+// gwPrecreateAndBill: precreate's QR code opens the cashier, where the buyer
+// pays; the bill link downloads the day's bill with the trade in it.
+func gwPrecreateAndBill(t *testing.T, w *trWorld, app *gwApp, buyer trUser) {
+	ctx := context.Background()
+	out := fmt.Sprintf("gwq%d", trSeq.Add(1))
+	pc, err := app.client.TradePreCreate(ctx, alipay.TradePreCreate{Trade: alipay.Trade{OutTradeNo: out,
+		Subject: "Noodles", TotalAmount: "12.50"}})
+	if err != nil || !pc.IsSuccess() || !strings.HasPrefix(pc.QRCode, w.url+"/cashier/") {
+		t.Fatalf("precreate: %v %+v", err, pc)
+	}
+	page := gwGet(t, pc.QRCode)
+	if !strings.Contains(page, "12.50") || !strings.Contains(page, "Noodles") {
+		t.Fatalf("cashier page does not show the trade: %s", page)
+	}
+	// The buyer logs in on the page and pays from the balance.
+	resp, err := http.PostForm(pc.QRCode, url.Values{"login": {buyer.login}, "password": {trPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "TRADE_SUCCESS") {
+		t.Fatalf("cashier pay: %d %s", resp.StatusCode, b)
+	}
+	bu, err := app.client.BillDownloadURLQuery(ctx, alipay.BillDownloadURLQuery{BillType: "trade",
+		BillDate: time.Now().In(gwBeijing).Format("2006-01-02")})
+	if err != nil || !bu.IsSuccess() || bu.BillDownloadURL == "" {
+		t.Fatalf("bill url: %v %+v", err, bu)
+	}
+	if bill := gwGet(t, bu.BillDownloadURL); !strings.Contains(bill, out) {
+		t.Fatalf("bill lacks %s: %s", out, bill)
+	}
+	if s, _ := gwStatus(bu.BillDownloadURL + "x"); s != http.StatusUnauthorized {
+		t.Fatalf("a tampered bill link answered %d", s)
+	}
+}
+
+func gwGet(t *testing.T, u string) string {
+	t.Helper()
+	s, b := gwStatus(u)
+	if s != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", u, s, b)
+	}
+	return b
+}
+
+func gwStatus(u string) (int, string) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestGatewayRefusals: bad signatures, a wrong app_id, an unknown method,
+// malformed biz_content and stale timestamps are answered in Alipay's error
+// format and change nothing.
+func TestGatewayRefusals(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		w := newTrWorld(t, e)
+		buyer := w.user("gwrbuyer")
+		w.fund(buyer, "50.00")
+		app := gwNewApp(t, w, w.seller, "")
+		before := w.available(buyer)
+
+		otherPriv, _ := gwKeyPair(t)
+		var platformPub struct {
+			AlipayPublicKey string `json:"alipay_public_key"`
+		}
+		e.merchant(app.mk, "GET", "/v1/merchant", nil, &platformPub)
+		forged := gwClient(t, w.url, app.appID, otherPriv, platformPub.AlipayPublicKey)
+		pay := alipay.TradePay{Trade: alipay.Trade{OutTradeNo: "gwforged", Subject: "x", TotalAmount: "10.00"},
+			Scene: "bar_code", AuthCode: gwPaycode(t, w, buyer)}
+		_, err := forged.TradePay(ctx, pay)
+		gwWantSDKError(t, "bad signature", err, "40002", "isv.invalid-signature")
+
+		stranger := gwClient(t, w.url, "2021999999999999", app.privPEM, platformPub.AlipayPublicKey)
+		_, err = stranger.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "x"})
+		gwWantSDKError(t, "unknown app", err, "40002", "isv.invalid-app-id")
+
+		raw := func(mutate func(v url.Values), tamper ...func(v url.Values)) map[string]any {
+			v := url.Values{"app_id": {app.appID}, "method": {"alipay.trade.pay"}, "charset": {"utf-8"},
+				"sign_type": {"RSA2"}, "timestamp": {time.Now().In(gwBeijing).Format("2006-01-02 15:04:05")},
+				"version": {"1.0"}, "biz_content": {`{"out_trade_no":"gwraw","scene":"bar_code","total_amount":"10.00","subject":"x","auth_code":"` + pay.AuthCode + `"}`}}
+			mutate(v)
+			v.Set("sign", gwSign(t, app.privPEM, v))
+			for _, f := range tamper {
+				f(v)
+			}
+			var out map[string]any
+			s, _, b := e.request("POST", "/gateway.do", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, v.Encode())
+			if s != 200 {
+				t.Fatalf("gateway answered HTTP %d", s)
+			}
+			decode(t, b, &out)
+			return out
+		}
+		wantRaw := func(what string, resp map[string]any, name, code, sub string) {
+			t.Helper()
+			node, _ := resp[name].(map[string]any)
+			if node["code"] != code || node["sub_code"] != sub {
+				t.Fatalf("%s: %v, want %s %s", what, resp, code, sub)
+			}
+		}
+		wantRaw("unknown method", raw(func(v url.Values) { v.Set("method", "alipay.trade.teleport") }),
+			"alipay_trade_teleport_response", "40002", "isv.invalid-method")
+		wantRaw("malformed biz_content", raw(func(v url.Values) { v.Set("biz_content", `{"out_trade_no":`) }),
+			"alipay_trade_pay_response", "40002", "isv.invalid-parameter")
+		wantRaw("stale timestamp", raw(func(v url.Values) {
+			v.Set("timestamp", time.Now().Add(-time.Hour).In(gwBeijing).Format("2006-01-02 15:04:05"))
+		}), "alipay_trade_pay_response", "40002", "isv.invalid-timestamp")
+		wantRaw("tampered after signing", raw(func(url.Values) {}, func(v url.Values) {
+			v.Set("biz_content", strings.Replace(v.Get("biz_content"), "10.00", "0.01", 1))
+		}), "alipay_trade_pay_response", "40002", "isv.invalid-signature")
+
+		if got := w.available(buyer); got != before {
+			t.Fatalf("buyer has %s, had %s: a refused call moved money", got, before)
+		}
+		w.checkLedger()
+	})
+}
+
+func gwWantSDKError(t *testing.T, what string, err error, code, sub string) {
+	t.Helper()
+	var ae *alipay.Error
+	if err == nil || !errorsAs(err, &ae) || string(ae.Code) != code || ae.SubCode != sub {
+		t.Fatalf("%s: %v, want %s %s", what, err, code, sub)
+	}
+}
+
+func gwSign(t *testing.T, privPEM string, v url.Values) string {
+	t.Helper()
+	block, _ := pem.Decode([]byte(privPEM))
+	k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := gateway.SignRSA2(k, []byte(gateway.SignContent(v, "sign")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
+
+// TestGatewayNotifications: a gateway trade's status change reaches the
+// merchant in Alipay's format, and the SDK's own verification accepts it.
+func TestGatewayNotifications(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		var mu sync.Mutex
+		got := make(chan url.Values, 8)
+		var client *alipay.Client
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			r.ParseForm()
+			mu.Lock()
+			c := client
+			mu.Unlock()
+			if _, err := c.DecodeNotification(r.PostForm); err != nil {
+				t.Errorf("SDK refused our notification: %v", err)
+				rw.Write([]byte("fail"))
+				return
+			}
+			got <- r.PostForm
+			rw.Write([]byte("success"))
+		}))
+		defer srv.Close()
+		w := newTrWorld(t, e)
+		buyer := w.user("gwnbuyer")
+		w.fund(buyer, "20.00")
+		app := gwNewApp(t, w, w.seller, srv.URL+"/alipay-notify")
+		mu.Lock()
+		client = app.client
+		mu.Unlock()
+		out := fmt.Sprintf("gwn%d", trSeq.Add(1))
+		pr, err := app.client.TradePay(context.Background(), alipay.TradePay{Trade: alipay.Trade{OutTradeNo: out,
+			Subject: "Tea", TotalAmount: "5.00", NotifyURL: srv.URL + "/alipay-notify"}, Scene: "bar_code",
+			AuthCode: gwPaycode(t, w, buyer)})
+		if err != nil || !pr.IsSuccess() {
+			t.Fatalf("pay: %v %+v", err, pr)
+		}
+		select {
+		case v := <-got:
+			if v.Get("out_trade_no") != out || v.Get("trade_status") != "TRADE_SUCCESS" ||
+				v.Get("total_amount") != "5.00" || v.Get("app_id") != app.appID || v.Get("sign_type") != "RSA2" {
+				t.Fatalf("notification: %v", v)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("no notification within 20 s")
+		}
+	})
+}
+
+// errorsAs is errors.As, named apart from the test's own helpers.
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

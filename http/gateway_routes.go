@@ -1,0 +1,51 @@
+package http
+
+import (
+	"log/slog"
+	nethttp "net/http"
+
+	"zhifu"
+	"zhifu/gateway"
+)
+
+// gatewayRoutes registers the Alipay-compatible gateway, the signed bill
+// download links it hands out, and the cashier page its QR codes open.
+func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
+	mux.HandleFunc("POST /gateway.do", s.handleGateway)
+	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
+	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
+	mux.HandleFunc("POST /cashier/{trade_no}", s.handleCashierPay)
+}
+
+// handleGateway answers in Alipay's format even for a malformed request:
+// Alipay SDKs read only that format.
+func (s *Server) handleGateway(w nethttp.ResponseWriter, r *nethttp.Request) {
+	r.Body = nethttp.MaxBytesReader(w, r.Body, gateway.BodyBytesMax)
+	var body []byte
+	if err := r.ParseForm(); err != nil {
+		s.logger.Warn("gateway: unreadable form", slog.Any("err", err))
+		body = s.svc.Gateway.Handle(r.Context(), nil)
+	} else {
+		body = s.svc.Gateway.Handle(r.Context(), r.PostForm)
+	}
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.Write(body)
+}
+
+// handleBillDownload serves a bill through a link from
+// alipay.data.dataservice.bill.downloadurl.query: the link's signature is
+// the credential, as Alipay's download links are.
+func (s *Server) handleBillDownload(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	merchantID, date, ok := s.svc.Gateway.CheckBillLink(r.URL.Query())
+	if !ok {
+		return zhifu.Errorf(zhifu.Unauthorized, "the download link is invalid or has expired")
+	}
+	m, err := s.svc.Identity.MerchantByID(r.Context(), merchantID)
+	if err != nil {
+		return err
+	}
+	if r.URL.Query().Get("date") != date {
+		return zhifu.Errorf(zhifu.Unauthorized, "the download link is invalid or has expired")
+	}
+	return s.handleBill(w, r, m)
+}
