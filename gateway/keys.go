@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"time"
 
 	"zhifu"
 	"zhifu/ledger"
@@ -190,4 +191,25 @@ func (k *Keys) SignNotification(form url.Values) (url.Values, error) {
 	}
 	out.Set("sign", sig)
 	return out, nil
+}
+
+// keysReloadInterval is how often a node rereads the active key, so a
+// rotation made through another node reaches it.
+const keysReloadInterval = 30 * time.Second
+
+// Run rereads the active key every keysReloadInterval until ctx ends.
+func (k *Keys) Run(ctx context.Context) {
+	t := time.NewTicker(keysReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := k.load(ctx); err != nil && ctx.Err() == nil {
+				// The key in memory stays in use; the next tick retries.
+				continue
+			}
+		}
+	}
 }

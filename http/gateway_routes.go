@@ -15,6 +15,19 @@ func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
 	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
 	mux.HandleFunc("POST /cashier/{trade_no}", s.handleCashierPay)
+	mux.HandleFunc("POST /v1/admin/gateway/keys/rotate", s.admin(s.handleRotateKeys))
+}
+
+// handleRotateKeys retires the platform's gateway key pair and makes a new
+// one. Merchants must then configure the new public key.
+func (s *Server) handleRotateKeys(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	keys := s.svc.Gateway.Keys()
+	if err := keys.Rotate(r.Context()); err != nil {
+		return err
+	}
+	s.logger.Info("gateway key rotated", slog.String("key_id", keys.KeyID()))
+	writeJSON(w, nethttp.StatusOK, map[string]string{"key_id": keys.KeyID(), "alipay_public_key": keys.PublicKey()})
+	return nil
 }
 
 // handleGateway answers in Alipay's format even for a malformed request:

@@ -412,3 +412,38 @@ func TestGatewayNotifications(t *testing.T) {
 
 // errorsAs is errors.As, named apart from the test's own helpers.
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestGatewayKeyRotation: after an operator rotates the platform key, SDKs
+// still holding the old public key refuse the answers, and the new key,
+// shown on the merchant's profile, verifies them.
+func TestGatewayKeyRotation(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		w := newTrWorld(t, e)
+		app := gwNewApp(t, w, w.seller, "")
+		if q, err := app.client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "none"}); err != nil || q.SubCode != "ACQ.TRADE_NOT_EXIST" {
+			t.Fatalf("before rotation: %v %+v", err, q)
+		}
+		var rotated struct {
+			KeyID           string `json:"key_id"`
+			AlipayPublicKey string `json:"alipay_public_key"`
+		}
+		if s := e.admin("POST", "/v1/admin/gateway/keys/rotate", nil, &rotated); s != 200 || rotated.AlipayPublicKey == "" {
+			t.Fatalf("rotate: %d %+v", s, rotated)
+		}
+		if _, err := app.client.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "none"}); err == nil {
+			t.Fatal("an answer signed with the new key verified against the old one")
+		}
+		var profile struct {
+			AlipayPublicKey string `json:"alipay_public_key"`
+		}
+		e.merchant(app.mk, "GET", "/v1/merchant", nil, &profile)
+		if profile.AlipayPublicKey != rotated.AlipayPublicKey {
+			t.Fatal("the merchant profile does not show the new key")
+		}
+		fresh := gwClient(t, w.url, app.appID, app.privPEM, rotated.AlipayPublicKey)
+		if q, err := fresh.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "none"}); err != nil || q.SubCode != "ACQ.TRADE_NOT_EXIST" {
+			t.Fatalf("after rotation with the new key: %v %+v", err, q)
+		}
+	})
+}

@@ -43,7 +43,7 @@ func (m *Main) startServices() error {
 		AlipaySigner: keys.SignNotification})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
-	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run} {
+	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run, keys.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
