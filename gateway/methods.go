@@ -151,6 +151,16 @@ func (s *Service) lookup(ctx context.Context, m *identity.Merchant, b *biz) (*tr
 	return t, nil
 }
 
+// target parses a call that names an existing trade and finds the trade.
+func (s *Service) target(ctx context.Context, m *identity.Merchant, c *Call) (*biz, *trade.Trade, *Error) {
+	b, e := parseBiz(c)
+	if e != nil {
+		return nil, nil, e
+	}
+	t, e := s.lookup(ctx, m, b)
+	return b, t, e
+}
+
 // tradeFields are the fields query and pay share.
 func tradeFields(t *trade.Trade) map[string]any {
 	f := map[string]any{
@@ -166,11 +176,7 @@ func tradeFields(t *trade.Trade) map[string]any {
 }
 
 func (s *Service) query(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
-	b, e := parseBiz(c)
-	if e != nil {
-		return nil, e
-	}
-	t, e := s.lookup(ctx, m, b)
+	_, t, e := s.target(ctx, m, c)
 	if e != nil {
 		return nil, e
 	}
@@ -178,11 +184,7 @@ func (s *Service) query(ctx context.Context, m *identity.Merchant, c *Call) (map
 }
 
 func (s *Service) close(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
-	b, e := parseBiz(c)
-	if e != nil {
-		return nil, e
-	}
-	t, e := s.lookup(ctx, m, b)
+	_, t, e := s.target(ctx, m, c)
 	if e != nil {
 		return nil, e
 	}
@@ -199,11 +201,7 @@ const cancelRequestNo = "cancel"
 // cancel answers alipay.trade.cancel: an unpaid trade is closed, a paid one
 // refunded in full; either way the buyer keeps nothing owed.
 func (s *Service) cancel(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
-	b, e := parseBiz(c)
-	if e != nil {
-		return nil, e
-	}
-	t, e := s.lookup(ctx, m, b)
+	_, t, e := s.target(ctx, m, c)
 	if e != nil {
 		return nil, e
 	}
@@ -235,11 +233,7 @@ func (s *Service) cancel(ctx context.Context, m *identity.Merchant, c *Call) (ma
 // refund answers alipay.trade.refund. Without out_request_no the refund is
 // keyed by the out_trade_no, as a single full refund would be.
 func (s *Service) refund(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
-	b, e := parseBiz(c)
-	if e != nil {
-		return nil, e
-	}
-	t, e := s.lookup(ctx, m, b)
+	b, t, e := s.target(ctx, m, c)
 	if e != nil {
 		return nil, e
 	}
@@ -269,11 +263,7 @@ func (s *Service) refund(ctx context.Context, m *identity.Merchant, c *Call) (ma
 }
 
 func (s *Service) refundQuery(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
-	b, e := parseBiz(c)
-	if e != nil {
-		return nil, e
-	}
-	t, e := s.lookup(ctx, m, b)
+	b, t, e := s.target(ctx, m, c)
 	if e != nil {
 		return nil, e
 	}
