@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	nethttp "net/http"
@@ -9,6 +10,7 @@ import (
 
 	"zhifu"
 	"zhifu/identity"
+	"zhifu/ledger"
 )
 
 // userHandler is an API handler for a logged-in user.
@@ -54,14 +56,67 @@ func (s *Server) merchant(next merchantHandler) nethttp.HandlerFunc {
 		// Without even an attempt at a signature (a bearer token, nothing)
 		// the body is not read, and verification refuses it like any other
 		// bad signature.
-		m, err := s.svc.Identity.VerifyMerchantRequest(r.Context(), auth, r.Method, r.URL.RequestURI(), body)
+		m, guard, err := s.svc.Identity.VerifyMerchantSignature(r.Context(), auth, r.Method, r.URL.RequestURI(), body)
 		if err != nil {
 			return err
 		}
-		return s.idempotent(w, r, "merchant:"+m.MerchantID, body, func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+		ctx := ledger.WithGuard(r.Context(), guard)
+		if r.Method == nethttp.MethodGet || r.Method == nethttp.MethodHead {
+			// A read spends its nonce before it answers.
+			if err := s.batcher.RunGuard(ctx); err != nil {
+				return err
+			}
 			return next(w, r, m)
-		})
+		}
+		// A change spends the nonce in the transaction of its first op, so
+		// a replay changes nothing and the request waits for one commit
+		// instead of two. The answer is held until the nonce is known to be
+		// spent: a request that changed nothing spends it afterwards, and a
+		// replay must not see what the handler would have answered.
+		held := newHeldResponse()
+		herr := s.idempotent(held, r.WithContext(ctx), "merchant:"+m.MerchantID, body,
+			func(w nethttp.ResponseWriter, r *nethttp.Request) error { return next(w, r, m) })
+		if err := s.batcher.RunGuard(ctx); err != nil {
+			return err
+		}
+		if herr != nil {
+			return herr
+		}
+		held.flush(w)
+		return nil
 	})
+}
+
+// heldResponse keeps a handler's answer until it may be sent.
+type heldResponse struct {
+	header nethttp.Header
+	status int
+	body   bytes.Buffer
+}
+
+func newHeldResponse() *heldResponse { return &heldResponse{header: make(nethttp.Header)} }
+
+func (h *heldResponse) Header() nethttp.Header { return h.header }
+
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *heldResponse) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = nethttp.StatusOK
+	}
+	return h.body.Write(b)
+}
+
+func (h *heldResponse) flush(w nethttp.ResponseWriter) {
+	for k, v := range h.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(cmp.Or(h.status, nethttp.StatusOK))
+	w.Write(h.body.Bytes())
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"

@@ -146,27 +146,39 @@ func (o *createMerchantOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.
 
 // nonceOp spends a merchant's nonce. The primary key makes the second use
 // insert nothing, in this process or any other sharing the database.
-type nonceOp struct {
+// nonceGuard spends a merchant request's nonce: the request may proceed
+// only if the nonce was never used.
+type nonceGuard struct {
+	svc               *Service
 	merchantID, nonce string
 	expires           time.Time
-
-	fresh bool
 }
 
-func (o *nonceOp) Keys() []string { return []string{"nonce:" + o.merchantID + ":" + o.nonce} }
+func (g *nonceGuard) Keys() []string { return []string{"nonce:" + g.merchantID + ":" + g.nonce} }
 
-func (o *nonceOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
-	o.fresh = false
-	return nil, nil
+func (g *nonceGuard) Check(ctx context.Context, tx ledger.Tx) (error, error) {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM nonces WHERE merchant_id = ? AND nonce = ?`, g.merchantID, g.nonce).Scan(&one)
+	switch {
+	case errors.Is(err, ledger.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("check nonce: %w", err)
+	}
+	return g.svc.refuseSignature(ctx, g.merchantID, "nonce reused"), nil
 }
 
-func (o *nonceOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
+func (g *nonceGuard) Record(ctx context.Context, tx ledger.Tx) error {
 	n, err := tx.Exec(ctx, `INSERT INTO nonces (merchant_id, nonce, expires_at) VALUES (?, ?, ?)
-		ON CONFLICT DO NOTHING`, o.merchantID, o.nonce, o.expires.UnixNano())
+		ON CONFLICT DO NOTHING`, g.merchantID, g.nonce, g.expires.UnixNano())
 	if err != nil {
 		return fmt.Errorf("insert nonce: %w", err)
 	}
-	o.fresh = n == 1
+	if n != 1 {
+		// Another process spent it after Check: abort, and the op alone
+		// will see the nonce spent.
+		return fmt.Errorf("nonce %s spent concurrently", g.nonce)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/ledger"
 )
 
 // AuthScheme names API.md's signature scheme in the Authorization header:
@@ -128,40 +129,50 @@ func Sign(secret, method, pathAndQuery string, timestamp int64, nonce string, bo
 }
 
 // VerifyMerchantRequest checks a signed merchant request and returns the
-// merchant. The checks run cheapest first, and the nonce is spent last, so
-// that a request with a bad signature cannot burn a good client's nonce.
-// Every refusal is the same 401 INVALID_SIGNATURE; the reason goes to the
-// log, never the signature or the secret.
+// merchant, spending the request's nonce in a transaction of its own. The
+// checks run cheapest first, and the nonce is spent last, so that a request
+// with a bad signature cannot burn a good client's nonce. Every refusal is
+// the same 401 INVALID_SIGNATURE; the reason goes to the log, never the
+// signature or the secret.
 func (s *Service) VerifyMerchantRequest(ctx context.Context, authorization, method, pathAndQuery string, body []byte) (*Merchant, error) {
-	a, err := ParseAuthorization(authorization)
-	if err != nil {
-		return nil, s.refuseSignature(ctx, "", err.Error())
-	}
-	m, err := s.MerchantByID(ctx, a.MerchantID)
-	if zhifu.ErrorCode(err) == zhifu.NotFound {
-		return nil, s.refuseSignature(ctx, a.MerchantID, "unknown merchant")
-	}
+	m, guard, err := s.VerifyMerchantSignature(ctx, authorization, method, pathAndQuery, body)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.cfg.Batcher.RunGuard(ledger.WithGuard(ctx, guard)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// VerifyMerchantSignature checks everything about a signed merchant request
+// but its nonce, and returns the guard that spends the nonce. A request that
+// changes something puts the guard in its context (ledger.WithGuard), so the
+// nonce is spent in the same transaction as the change and a replay changes
+// nothing; one that changes nothing spends it with Batcher.RunGuard.
+func (s *Service) VerifyMerchantSignature(ctx context.Context, authorization, method, pathAndQuery string, body []byte) (*Merchant, ledger.Guard, error) {
+	a, err := ParseAuthorization(authorization)
+	if err != nil {
+		return nil, nil, s.refuseSignature(ctx, "", err.Error())
+	}
+	m, err := s.MerchantByID(ctx, a.MerchantID)
+	if zhifu.ErrorCode(err) == zhifu.NotFound {
+		return nil, nil, s.refuseSignature(ctx, a.MerchantID, "unknown merchant")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	now := s.now().Unix()
 	if skew := now - a.Timestamp; skew > int64(SignatureWindow/time.Second) || -skew > int64(SignatureWindow/time.Second) {
-		return nil, s.refuseSignature(ctx, a.MerchantID, "timestamp outside the window")
+		return nil, nil, s.refuseSignature(ctx, a.MerchantID, "timestamp outside the window")
 	}
 	want := Sign(m.secret, method, pathAndQuery, a.Timestamp, a.Nonce, body)
 	if !hmac.Equal(want, a.Signature) {
-		return nil, s.refuseSignature(ctx, a.MerchantID, "signature mismatch")
+		return nil, nil, s.refuseSignature(ctx, a.MerchantID, "signature mismatch")
 	}
 	// The nonce must be remembered while its timestamp is still acceptable.
-	op := &nonceOp{merchantID: m.MerchantID, nonce: a.Nonce,
-		expires: time.Unix(a.Timestamp, 0).Add(SignatureWindow)}
-	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
-		return nil, fmt.Errorf("spend nonce: %w", err)
-	}
-	if !op.fresh {
-		return nil, s.refuseSignature(ctx, a.MerchantID, "nonce reused")
-	}
-	return m, nil
+	return m, &nonceGuard{svc: s, merchantID: m.MerchantID, nonce: a.Nonce,
+		expires: time.Unix(a.Timestamp, 0).Add(SignatureWindow)}, nil
 }
 
 func (s *Service) refuseSignature(ctx context.Context, merchantID, reason string) error {

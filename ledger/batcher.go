@@ -116,7 +116,7 @@ func (b *Batcher) Submit(ctx context.Context, transfers []Transfer) ([]TransferR
 // Do commits one op and returns when its batch is durable. As with Submit,
 // if ctx ends first the outcome is unknown.
 func (b *Batcher) Do(ctx context.Context, op Op) error {
-	return b.do(ctx, &submission{op: op, size: opTransfersGuess})
+	return b.doGuarded(ctx, op, false)
 }
 
 // DoBulk commits an op in the background lane: it waits while urgent work
@@ -124,7 +124,21 @@ func (b *Batcher) Do(ctx context.Context, op Op) error {
 // ones. A burst of a hundred thousand withdrawals therefore queues here
 // without slowing the payments that arrive meanwhile.
 func (b *Batcher) DoBulk(ctx context.Context, op Op) error {
-	return b.do(ctx, &submission{op: op, bulk: true, size: opTransfersGuess})
+	return b.doGuarded(ctx, op, true)
+}
+
+// doGuarded commits op behind the context's guard if it is the request's
+// first op (see Guard).
+func (b *Batcher) doGuarded(ctx context.Context, op Op, bulk bool) error {
+	g := claimGuard(ctx)
+	if g == nil {
+		return b.do(ctx, &submission{op: op, bulk: bulk, size: opTransfersGuess})
+	}
+	wrapped := &guarded{g: g, op: op}
+	if err := b.do(ctx, &submission{op: wrapped, bulk: bulk, size: opTransfersGuess}); err != nil {
+		return err
+	}
+	return wrapped.refusal
 }
 
 func (b *Batcher) do(ctx context.Context, s *submission) error {

@@ -238,11 +238,15 @@ func TestTradeEscrowLifecycle(t *testing.T) {
 			t.Errorf("seller before confirmation: %s, want 0.00 (escrow holds it)", got)
 		}
 
+		// Each move a second later, so the outbox orders the notifications
+		// by time (the manual clock would give them all one timestamp).
+		e.clock.Advance(time.Second)
 		s, tr = w.move(no, "ship", map[string]string{"logistics_company": "SF", "tracking_no": "SF123"})
 		wantStatus(t, "ship", s, tr, http.StatusOK, "")
 		checkFields(t, "shipped", tr, map[string]any{"status": "WAIT_BUYER_CONFIRM_GOODS", "tracking_no": "SF123"})
 
 		var out map[string]any
+		e.clock.Advance(time.Second)
 		s = w.bearer(buyer.token, "POST", "/v1/trades/"+no+"/confirm", nil, &out)
 		wantStatus(t, "confirm", s, out, http.StatusOK, "")
 		checkFields(t, "confirmed", out, map[string]any{"status": "TRADE_FINISHED"})
