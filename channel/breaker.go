@@ -31,12 +31,17 @@ type BreakerConfig struct {
 	// ProbeSuccessesMin how many must succeed to close again.
 	ProbesMax         int
 	ProbeSuccessesMin int
+	// ConsecutiveFailuresMax, when positive, opens the breaker after that
+	// many failures in a row whatever the window's rate: a bank that
+	// collapses fails every call, and a busy window full of earlier
+	// successes would otherwise take most of its length to turn.
+	ConsecutiveFailuresMax int
 }
 
 // DefaultBreakerConfig opens after 20 calls with more than half failing,
-// probes after 5 s.
+// or 10 failures in a row, and probes after 5 s.
 var DefaultBreakerConfig = BreakerConfig{CallsMin: 20, FailureRateMax: 0.5, CoolDown: 5 * time.Second,
-	ProbesMax: 3, ProbeSuccessesMin: 3}
+	ProbesMax: 3, ProbeSuccessesMin: 3, ConsecutiveFailuresMax: 10}
 
 // Breaker is a circuit breaker over a Window. Its clock is whatever times
 // the caller passes in, so tests move it by hand.
@@ -49,6 +54,7 @@ type Breaker struct {
 	openedAt       time.Time
 	probesInFlight int
 	probeOK        int
+	failuresInRow  int
 }
 
 // NewBreaker returns a closed breaker judging by w.
@@ -107,7 +113,15 @@ func (b *Breaker) Done(now time.Time, probe bool, o Outcome, latency time.Durati
 		}
 		return
 	}
+	if o == Success {
+		b.failuresInRow = 0
+	}
 	if b.state == Closed && o == Failure {
+		b.failuresInRow++
+		if max := b.cfg.ConsecutiveFailuresMax; max > 0 && b.failuresInRow >= max {
+			b.trip(now)
+			return
+		}
 		s := b.window.Snapshot(now)
 		if s.Calls >= b.cfg.CallsMin && 1-s.SuccessRate > b.cfg.FailureRateMax {
 			b.trip(now)
@@ -115,8 +129,21 @@ func (b *Breaker) Done(now time.Time, probe bool, o Outcome, latency time.Durati
 	}
 }
 
+// Cancel gives back a probe slot that Allow granted for a call that was
+// then never made (the caller's own commit failed): nothing is recorded.
+func (b *Breaker) Cancel(probe bool) {
+	if !probe {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == HalfOpen && b.probesInFlight > 0 {
+		b.probesInFlight--
+	}
+}
+
 func (b *Breaker) trip(now time.Time) {
-	b.state, b.openedAt, b.probesInFlight, b.probeOK = Open, now, 0, 0
+	b.state, b.openedAt, b.probesInFlight, b.probeOK, b.failuresInRow = Open, now, 0, 0, 0
 }
 
 // Bucket is a token bucket: Rate tokens a second up to Burst. Like the
@@ -143,18 +170,42 @@ func (b *Bucket) SetRate(ratePerSecond float64, burst int) {
 }
 
 // Take takes one token at now if there is one.
-func (b *Bucket) Take(now time.Time) bool {
+func (b *Bucket) Take(now time.Time) bool { return b.TakeAbove(now, 0) }
+
+// TakeAbove takes one token at now only if at least reserve tokens remain
+// after it: background work uses it so that a reserve is always left for
+// the payments that take with Take.
+func (b *Bucket) TakeAbove(now time.Time, reserve float64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens-1 < reserve || b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Tokens reports the tokens available at now, without taking any.
+func (b *Bucket) Tokens(now time.Time) float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	return b.tokens
+}
+
+// Rate returns the bucket's rate in tokens a second.
+func (b *Bucket) Rate() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate
+}
+
+func (b *Bucket) refill(now time.Time) {
 	if !b.last.IsZero() && now.After(b.last) {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	if b.last.IsZero() || now.After(b.last) {
 		b.last = now
 	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/channel"
 	"zhifu/ledger"
 )
 
@@ -208,6 +209,19 @@ type custodyJSON struct {
 	CustomerFunds string `json:"customer_funds"`
 	BankFunds     string `json:"bank_funds"`
 	OK            bool   `json:"ok"`
+	// Extensions, when the banks' own books can be read: what they hold
+	// for the platform in all (their settlement accounts, which include
+	// the float the platform started with there), and each bank's books.
+	BankBooksFunds string            `json:"bank_books_funds,omitempty"`
+	Banks          []bankCustodyJSON `json:"banks,omitempty"`
+}
+
+type bankCustodyJSON struct {
+	Bank     string `json:"bank"`
+	Funds    string `json:"funds"`
+	Debited  string `json:"debited"`
+	Credited string `json:"credited"`
+	OK       bool   `json:"ok"`
 }
 
 type checkResponse struct {
@@ -220,7 +234,13 @@ type checkResponse struct {
 
 // handleCheck audits the whole ledger. It reads one snapshot and runs both
 // ledger.CheckSnapshot (what ledger.Check does) and the custody sums over it,
-// so the two parts of the answer describe the same instant.
+// so the two parts of the answer describe the same instant. Where the banks'
+// own books can be read (the bank channels know how), custody also compares
+// them with the platform's records of its debits and credits at each bank,
+// and bank_books_funds is what the banks say they hold for the platform.
+// bank_funds stays the ledger's figure: it must equal customer funds plus
+// the platform's own exactly, where the banks' books also hold money the
+// ledger never saw (the simulator's float).
 func (s *Server) handleCheck(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	snap, err := s.store.Snapshot(r.Context())
 	if err != nil {
@@ -241,9 +261,44 @@ func (s *Server) handleCheck(w nethttp.ResponseWriter, r *nethttp.Request) error
 		resp.Violations = append(resp.Violations,
 			fmt.Sprintf("custody: customer funds %s exceed bank funds %s", customer, bank))
 	}
+	if s.svc.Channels != nil {
+		banks, err := s.svc.Channels.Custody(r.Context())
+		if err != nil {
+			return fmt.Errorf("ledger check: %w", err)
+		}
+		if banks != nil {
+			s.bankCustody(&resp, banks, customer)
+		}
+	}
 	resp.OK = report.OK && resp.Custody.OK
 	writeJSON(w, nethttp.StatusOK, resp)
 	return nil
+}
+
+// bankCustody adds the banks' books to a check: their sum, and every
+// disagreement with the platform's records as a violation.
+func (s *Server) bankCustody(resp *checkResponse, banks []channel.BankCustody, customer zhifu.Amount) {
+	var funds int64
+	for _, b := range banks {
+		var ok bool
+		if funds, ok = addInt64(funds, int64(b.Funds)); !ok {
+			resp.Custody.OK = false
+			resp.Violations = append(resp.Violations, "custody: the banks' funds overflow")
+			return
+		}
+		resp.Custody.Banks = append(resp.Custody.Banks, bankCustodyJSON{Bank: b.Bank, Funds: b.Funds.String(),
+			Debited: b.Debited.String(), Credited: b.Credited.String(), OK: len(b.Violations) == 0})
+		for _, v := range b.Violations {
+			resp.Custody.OK = false
+			resp.Violations = append(resp.Violations, "custody: "+v)
+		}
+	}
+	resp.Custody.BankBooksFunds = zhifu.Amount(funds).String()
+	if zhifu.Amount(funds) < customer {
+		resp.Custody.OK = false
+		resp.Violations = append(resp.Violations,
+			fmt.Sprintf("custody: customer funds %s exceed the banks' funds %s", customer, zhifu.Amount(funds)))
+	}
 }
 
 // custody sums one ledger's customer liabilities (credit-normal, so their

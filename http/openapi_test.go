@@ -24,13 +24,7 @@ import (
 // accepts these, and only these, as documented-but-unregistered. Once every
 // route exists this list must be empty; the test logs each entry that has
 // since been registered so it can be deleted.
-var documentedAhead = []string{
-	"POST /v1/cards",
-	"POST /v1/topups",
-	"GET /v1/topups/{topup_id}",
-	"POST /v1/withdrawals",
-	"GET /v1/withdrawals/{withdrawal_id}",
-}
+var documentedAhead = []string{}
 
 // openAPIDoc is the part of the document the tests read.
 type openAPIDoc struct {

@@ -118,6 +118,9 @@ func (s *Server) routes() *nethttp.ServeMux {
 	if s.svc.Trades != nil {
 		s.tradeRoutes(mux)
 	}
+	if s.svc.Channels != nil {
+		s.channelRoutes(mux)
+	}
 	if s.svc.Gateway != nil {
 		s.gatewayRoutes(mux)
 	}

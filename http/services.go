@@ -1,6 +1,7 @@
 package http
 
 import (
+	"zhifu/channel"
 	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -13,5 +14,6 @@ type Services struct {
 	Identity *identity.Service
 	Wallet   *wallet.Service
 	Trades   *trade.Service
+	Channels *channel.Service
 	Gateway  *gateway.Service
 }

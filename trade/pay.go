@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"zhifu"
@@ -24,23 +25,28 @@ type PayParams struct {
 	CardID string
 }
 
-// Pay pays trade tradeNo from user u's wallet balance and returns the trade
-// as it now is. A trade is paid at most once: the ledger transfer's id is
-// "pay:<trade_no>", and the trade's status moves only in the same
-// transaction, so concurrent or repeated requests find it paid
-// (TRADE_HAS_SUCCESS). Card payments need the bank channels, which do not
-// exist yet: they answer CHANNEL_UNAVAILABLE.
+// Pay pays trade tradeNo for user u and returns the trade as it now is.
+//
+// From the balance ("balance") the payment is immediate. A trade is paid
+// at most once: the ledger transfer's id is "pay:<trade_no>", and the
+// trade's status moves only in the same transaction, so concurrent or
+// repeated requests find it paid (TRADE_HAS_SUCCESS).
+//
+// By card ("card", or "balance+card" for what the balance does not cover)
+// the card part goes to the bank channels (UseCardPayer): the trade comes
+// back still WAIT_BUYER_PAY while the bank works, and is paid by
+// SettleCardPayment, with the same rule and the same transfer id, when the
+// bank has taken the money. balance+card with a balance that covers the
+// whole trade is a balance payment.
 func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p PayParams) (*Trade, error) {
 	switch p.Method {
 	case MethodBalance:
+		if p.CardID != "" {
+			return nil, invalid("card_id", "card_id goes with card payments only")
+		}
 	case MethodCard, MethodBalanceCard:
-		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",
-			Message: "card payment is not available yet; pay with method \"balance\""}
 	default:
 		return nil, invalid("method", `method must be "balance", "card" or "balance+card"`)
-	}
-	if p.CardID != "" {
-		return nil, invalid("card_id", "card_id goes with card payments only")
 	}
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err
@@ -57,11 +63,20 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 	if t == nil {
 		return nil, zhifu.Errorf(zhifu.NotFound, "no trade %s", tradeNo)
 	}
-	if t.Status != WaitBuyerPay {
-		if ch := payChange(t, who, now, s.ledgerID); ch.refusal != nil {
-			return nil, ch.refusal
-		}
+	ch := payChange(t, who, now, s.ledgerID)
+	if t.Status != WaitBuyerPay && ch.refusal != nil {
+		return nil, ch.refusal
 	}
+	if p.Method != MethodBalance && ch.refusal == nil {
+		return s.payByCard(ctx, u, t, p)
+	}
+	// A balance payment; or a card payment of a trade that cannot be paid,
+	// which the op refuses (closing the trade if its time is up) without
+	// moving money, since the rule's refusal carries no transfer.
+	return s.payBalance(ctx, who, tradeNo, now)
+}
+
+func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, now time.Time) (*Trade, error) {
 	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now,
 		decide: func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
 			return payChange(t, who, now, s.ledgerID), nil
@@ -70,6 +85,155 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 		return nil, err
 	}
 	return op.ch.trade, nil
+}
+
+// CardPayer is the bank channels' side of card payments; package channel
+// implements it. PayByCard records the intent to debit the card part
+// (freezing the balance part meanwhile), sends it to the bank, and returns
+// at once with the payment PROCESSING; an intent already processing for
+// the same trade and card is returned rather than doubled.
+type CardPayer interface {
+	PayByCard(ctx context.Context, u *identity.User, p CardPayment) (*CardPayment, error)
+}
+
+// CardPayment is the card part of a trade's payment.
+type CardPayment struct {
+	TradeNo string
+	// CardID is the buyer's card; "" lets the channels route to the
+	// healthiest of the buyer's cards.
+	CardID     string
+	CardAmount zhifu.Amount // debited from the card
+	// BalanceAmount is the rest, frozen in the wallet until the card
+	// part is decided (balance+card).
+	BalanceAmount zhifu.Amount
+
+	// Set by the payer.
+	PaymentID string // the top-up that carries the card part
+	Bank      string
+	Status    string // PROCESSING, SUCCESS or FAILED
+}
+
+// cardPayers holds each service's CardPayer. It stands in for a field of
+// Config, which service.go does not have yet; UseCardPayer(nil) at
+// shutdown removes the entry.
+var cardPayers = struct {
+	sync.RWMutex
+	m map[*Service]CardPayer
+}{m: make(map[*Service]CardPayer)}
+
+// UseCardPayer makes s pay card methods through c; nil turns card
+// payments off (CHANNEL_UNAVAILABLE).
+func (s *Service) UseCardPayer(c CardPayer) {
+	cardPayers.Lock()
+	defer cardPayers.Unlock()
+	if c == nil {
+		delete(cardPayers.m, s)
+		return
+	}
+	cardPayers.m[s] = c
+}
+
+func (s *Service) cardPayer() CardPayer {
+	cardPayers.RLock()
+	defer cardPayers.RUnlock()
+	return cardPayers.m[s]
+}
+
+// payByCard splits the total between balance and card and hands the card
+// part to the channels. The trade is returned as it stands, still waiting
+// for payment; the top-up the channels name follows the card part.
+func (s *Service) payByCard(ctx context.Context, u *identity.User, t *Trade, p PayParams) (*Trade, error) {
+	cp := s.cardPayer()
+	if cp == nil {
+		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",
+			Message: "card payment is not available; pay with method \"balance\""}
+	}
+	pay := CardPayment{TradeNo: t.TradeNo, CardID: p.CardID, CardAmount: t.TotalAmount}
+	if p.Method == MethodBalanceCard {
+		b, err := s.cfg.Wallet.Balance(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		if b.Available >= t.TotalAmount {
+			return s.payBalance(ctx, payer{num: u.Num, userID: u.UserID}, t.TradeNo, s.cfg.Clock.Now())
+		}
+		pay.BalanceAmount = max(b.Available, 0)
+		pay.CardAmount = t.TotalAmount - pay.BalanceAmount
+	}
+	if _, err := cp.PayByCard(ctx, u, pay); err != nil {
+		return nil, err
+	}
+	now, err := loadTrade(ctx, s.cfg.Store.Reader(), t.TradeNo, false)
+	if err != nil || now == nil {
+		return t, err
+	}
+	return now, nil
+}
+
+// CardSettlement is a trade's side of a card payment whose money has
+// reached the buyer's wallet, decided inside the channels' op by
+// SettleCardPayment and saved by FinishCardPayment.
+type CardSettlement struct {
+	old *Trade
+	ch  change
+}
+
+// Transfer is the payment to make from the buyer's wallet, or nil when the
+// trade can no longer be paid (paid already, closed, expired, another
+// buyer's): the money is then the caller's to give back.
+func (c *CardSettlement) Transfer() *ledger.Transfer {
+	if c.ch.refusal != nil {
+		return nil
+	}
+	return c.ch.transfer
+}
+
+// Refusal says why the trade cannot be paid; nil when it can.
+func (c *CardSettlement) Refusal() error {
+	if c.ch.refusal == nil {
+		return nil
+	}
+	return c.ch.refusal
+}
+
+// SettleCardPayment locks trade tradeNo in the caller's transaction and
+// decides, by the rule of balance payments, whether buyerID can still pay
+// it at now. The caller puts Transfer (if any) after the transfers that
+// brought the money into the wallet, and calls FinishCardPayment with its
+// result. The caller's op must hold the key "trade:<trade_no>".
+func (s *Service) SettleCardPayment(ctx context.Context, tx ledger.Tx, tradeNo, buyerID string, now time.Time) (*CardSettlement, error) {
+	num, ok := zhifu.ParseUserID(buyerID)
+	if !ok {
+		return nil, fmt.Errorf("trade: card payment by %q, not a user id", buyerID)
+	}
+	t, err := loadTrade(ctx, tx, tradeNo, true)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return &CardSettlement{ch: refuse(zhifu.NotFound, "no trade %s", tradeNo)}, nil
+	}
+	ch := payChange(t, payer{num: num, userID: buyerID}, now, s.ledgerID)
+	if ch.fault != nil {
+		return nil, ch.fault
+	}
+	return &CardSettlement{old: t, ch: ch}, nil
+}
+
+// FinishCardPayment saves what SettleCardPayment decided, once the
+// transfer's result is known: the trade paid, or an expired trade closed;
+// and writes the merchant's notification in the same transaction.
+func (s *Service) FinishCardPayment(ctx context.Context, tx ledger.Tx, c *CardSettlement, result ledger.TransferResult, now time.Time) error {
+	if c.ch.trade == nil {
+		return nil
+	}
+	if tr := c.Transfer(); tr != nil && result != ledger.TransferOK {
+		return fmt.Errorf("trade %s: card payment transfer %s: %s", c.old.TradeNo, tr.ID, result)
+	}
+	if err := saveTrade(ctx, tx, c.old, c.ch.trade); err != nil {
+		return err
+	}
+	return s.notify(ctx, tx, c.ch.trade, nil, now)
 }
 
 // Collect charges trade tradeNo of merchant m to the user who showed the

@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
+	"zhifu"
 	"zhifu/ledger"
 	"zhifu/postgres"
 	"zhifu/sqlite"
@@ -29,6 +31,14 @@ const (
 	adminTokenBytes = 32
 	// adminTokenFileBytesMax bounds what we read back from the token file.
 	adminTokenFileBytesMax = 4096
+	// banksDBFileName is the in-process banks' books inside the data folder.
+	banksDBFileName = "banksim.db"
+	// bankSecretsFile keeps the in-process banks' generated secrets.
+	bankSecretsFile = "bank-secrets"
+	// bankSecretBytes is the random part of a generated bank secret.
+	bankSecretBytes = 32
+	// banksimAddrDefault is where "zhifu banksim" listens by default.
+	banksimAddrDefault = "127.0.0.1:9090"
 )
 
 // serveFlag is one flag of "zhifu serve" and the environment variable that
@@ -45,21 +55,58 @@ func (m *Main) serveFlags() []serveFlag {
 		{"db", "ZHIFU_DB", "database: sqlite:///abs/path.db, sqlite://relative/path.db or postgres://… (default sqlite://<data>/" + dbFileName + ")", &m.DB, ""},
 		{"admin-token", "ZHIFU_ADMIN_TOKEN", "operator bearer token (default: read or generate <data>/" + adminTokenFile + ")", &m.adminToken, ""},
 		{"data", "ZHIFU_DATA", "data folder", &m.DataDir, dataDirDefault},
+		{"banks-url", "ZHIFU_BANKS_URL", "the banks' gateway, such as a \"zhifu banksim\" (default: simulated banks in-process, books in <data>/" + banksDBFileName + ")", &m.BanksURL, ""},
+		{"banks-secrets", "ZHIFU_BANKS_SECRETS", "the banks' shared secrets, ICBC=…,CMB=… (default: read or generate <data>/" + bankSecretsFile + "; required with --banks-url)", &m.banksSecrets, ""},
+		{"banks-scenario", "ZHIFU_BANKS_SCENARIO", "scenario file (JSON, see package banksim) for the in-process banks", &m.BanksScenario, ""},
+		{"bank-capacity", "ZHIFU_BANK_CAPACITY", "calls per second the platform allows itself at each bank: 500, or ICBC=500,CMB=300", &m.BankCapacity, ""},
+		{"public-url", "ZHIFU_PUBLIC_URL", "the platform's root URL as the banks reach it, for their callbacks (default: the listen URL)", &m.PublicURL, ""},
 	}
+}
+
+// simFlags configure "zhifu banksim".
+type simFlags struct {
+	addr, db, scenario, controlToken, seed, secrets string
+}
+
+func (m *Main) banksimFlags() []serveFlag {
+	return []serveFlag{
+		{"addr", "ZHIFU_BANKSIM_ADDR", "listen address", &m.sim.addr, banksimAddrDefault},
+		{"db", "ZHIFU_BANKSIM_DB", "SQLite file of the banks' books", &m.sim.db, filepath.Join(dataDirDefault, banksDBFileName)},
+		{"scenario", "ZHIFU_BANKSIM_SCENARIO", "scenario file (JSON): how each bank behaves", &m.sim.scenario, ""},
+		{"control-token", "ZHIFU_BANKSIM_CONTROL_TOKEN", "bearer token of the control API /control/… (default: the control API is off)", &m.sim.controlToken, ""},
+		{"seed", "ZHIFU_BANKSIM_SEED", "seed of the simulated failures (and of the default secrets)", &m.sim.seed, "1"},
+		{"secrets", "ZHIFU_BANKS_SECRETS", "the banks' shared secrets, ICBC=…,CMB=… (default: predictable secrets from the seed, for tests only)", &m.sim.secrets, ""},
+	}
+}
+
+// parseBanksimFlags reads banksim's flags as parseServeFlags does serve's.
+func (m *Main) parseBanksimFlags(args []string) error {
+	return m.parseFlagSet("zhifu banksim", m.banksimFlags(), args)
 }
 
 // parseServeFlags reads serve's flags. Environment variables fill in what
 // the command line leaves out. They are applied after parsing rather than as
 // flag defaults, so that -h never prints a secret taken from the environment.
 func (m *Main) parseServeFlags(args []string) error {
-	fset := flag.NewFlagSet("zhifu serve", flag.ContinueOnError)
+	if err := m.parseFlagSet("zhifu serve", m.serveFlags(), args); err != nil {
+		return err
+	}
+	if m.DB == "" {
+		m.DB = "sqlite://" + filepath.Join(m.DataDir, dbFileName)
+	}
+	return nil
+}
+
+// parseFlagSet parses one subcommand's flags, the environment filling in
+// what the command line leaves out.
+func (m *Main) parseFlagSet(name string, flags []serveFlag, args []string) error {
+	fset := flag.NewFlagSet(name, flag.ContinueOnError)
 	fset.SetOutput(io.Discard)
-	flags := m.serveFlags()
 	for _, f := range flags {
 		fset.StringVar(f.dst, f.name, f.def, f.usage+" (env "+f.env+")")
 	}
 	var help strings.Builder
-	help.WriteString("Usage: zhifu serve [flags]\n\nFlags:\n")
+	help.WriteString("Usage: " + name + " [flags]\n\nFlags:\n")
 	fset.SetOutput(&help)
 	fset.PrintDefaults()
 	fset.SetOutput(io.Discard)
@@ -81,10 +128,105 @@ func (m *Main) parseServeFlags(args []string) error {
 			*f.dst = v
 		}
 	}
-	if m.DB == "" {
-		m.DB = "sqlite://" + filepath.Join(m.DataDir, dbFileName)
-	}
 	return nil
+}
+
+// parseBankSecrets reads "ICBC=…,CMB=…". Its errors never quote a secret.
+func parseBankSecrets(s string) (map[string]string, error) {
+	out := make(map[string]string)
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		bank, secret, ok := strings.Cut(part, "=")
+		bank = strings.TrimSpace(bank)
+		if _, known := zhifu.BankIndex(bank); !ok || !known || strings.TrimSpace(secret) == "" {
+			return nil, fmt.Errorf("bank secrets: want BANK=secret pairs for banks of %v, separated by commas", zhifu.Banks)
+		}
+		out[bank] = strings.TrimSpace(secret)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("bank secrets: none given")
+	}
+	return out, nil
+}
+
+// parseCapacity reads --bank-capacity: "500" sets every bank's, and
+// "ICBC=500" one bank's.
+func parseCapacity(s string) (def float64, per map[string]float64, err error) {
+	per = make(map[string]float64)
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		bank, v, named := strings.Cut(part, "=")
+		if !named {
+			v = bank
+		}
+		rate, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(rate > 0 && rate <= 1e6) {
+			return 0, nil, fmt.Errorf("--bank-capacity %q: want calls per second between 0 and 1000000", part)
+		}
+		if !named {
+			def = rate
+			continue
+		}
+		bank = strings.TrimSpace(bank)
+		if _, ok := zhifu.BankIndex(bank); !ok {
+			return 0, nil, fmt.Errorf("--bank-capacity: unknown bank %q", bank)
+		}
+		per[bank] = rate
+	}
+	return def, per, nil
+}
+
+// loadBankSecrets returns the banks' secrets: from --banks-secrets, or for
+// the in-process banks from the data folder, generated on a fresh start and
+// saved readable by this user only.
+func (m *Main) loadBankSecrets() (map[string]string, error) {
+	if m.banksSecrets != "" {
+		return parseBankSecrets(m.banksSecrets)
+	}
+	if m.BanksURL != "" {
+		return nil, errors.New("--banks-secrets (or ZHIFU_BANKS_SECRETS) is required with --banks-url")
+	}
+	path := filepath.Join(m.DataDir, bankSecretsFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		secrets, err := parseBankSecrets(strings.ReplaceAll(string(b), "\n", ","))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return secrets, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read bank secrets: %w", err)
+	}
+	var lines strings.Builder
+	for _, bank := range zhifu.Banks {
+		raw := make([]byte, bankSecretBytes)
+		if _, err := io.ReadFull(m.Rand, raw); err != nil {
+			return nil, fmt.Errorf("generate bank secrets: %w", err)
+		}
+		lines.WriteString(bank + "=" + hex.EncodeToString(raw) + "\n")
+	}
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return m.loadBankSecrets()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("save bank secrets: %w", err)
+	}
+	_, werr := f.WriteString(lines.String())
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return nil, fmt.Errorf("save bank secrets: %w", err)
+	}
+	return parseBankSecrets(strings.ReplaceAll(lines.String(), "\n", ","))
 }
 
 // openStore opens the ledger store a --db URL names.

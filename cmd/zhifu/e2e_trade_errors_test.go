@@ -60,14 +60,10 @@ func trInvalidRequests(t *testing.T, w *trWorld) {
 	wantStatus(t, "seller pays own trade", s, out, http.StatusBadRequest, "INVALID_REQUEST")
 	s = w.bearer(w.seller.token, "POST", "/v1/trades/"+no+"/pay", map[string]string{"method": "cash"}, &out)
 	wantStatus(t, "unknown method", s, out, http.StatusBadRequest, "INVALID_REQUEST")
-	// Card payments wait for the bank channels.
-	status, hdr, _ := w.request("POST", "/v1/trades/"+no+"/pay",
-		http.Header{"Authorization": {"Bearer " + w.seller.token}}, `{"method":"card","card_id":"c1"}`)
-	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
-		t.Errorf("card payment: %d (Retry-After %q), want 503 CHANNEL_UNAVAILABLE", status, hdr.Get("Retry-After"))
-	}
+	s = w.bearer(w.seller.token, "POST", "/v1/trades/"+no+"/pay", map[string]string{"method": "card", "card_id": "c1"}, &out)
+	wantStatus(t, "seller pays own trade by card", s, out, http.StatusBadRequest, "INVALID_REQUEST")
 	s = w.bearer(w.seller.token, "POST", "/v1/trades/"+no+"/pay", map[string]string{"method": "balance+card"}, &out)
-	wantStatus(t, "balance+card", s, out, http.StatusServiceUnavailable, "CHANNEL_UNAVAILABLE")
+	wantStatus(t, "seller pays own trade by balance+card", s, out, http.StatusBadRequest, "INVALID_REQUEST")
 	s = w.bearer("not-a-token", "POST", "/v1/trades/"+no+"/pay", map[string]string{"method": "balance"}, &out)
 	wantStatus(t, "pay without a session", s, out, http.StatusUnauthorized, "UNAUTHORIZED")
 	s, out = w.move(no, "ship", map[string]string{"tracking_no": string(make([]byte, 65))})

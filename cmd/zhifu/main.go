@@ -1,6 +1,8 @@
 // Command zhifu runs the zhifu payment platform. It wires the packages
 // together: a ledger store (SQLite by default, or PostgreSQL), the ledger's
-// batcher, and the HTTP server. Main holds that wiring with ParseFlags, Run
+// batcher, the business services, the bank channels (with the simulated
+// banks in-process unless --banks-url names others), and the HTTP server.
+// "zhifu banksim" runs the simulated banks alone. Main holds that wiring with ParseFlags, Run
 // and Close, so tests run the real program on port 0 with a temp database.
 package main
 
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/banksim"
+	"zhifu/channel"
 	"zhifu/gateway"
 	zhttp "zhifu/http"
 	"zhifu/identity"
@@ -37,9 +41,10 @@ const usage = `zhifu is a payment platform.
 
 Usage:
 
-	zhifu serve [flags]   run the HTTP API
+	zhifu serve [flags]     run the HTTP API (with simulated banks in-process by default)
+	zhifu banksim [flags]   run the simulated banks alone, for "zhifu serve --banks-url"
 
-Run "zhifu serve -h" for the flags.
+Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 `
 
 func main() {
@@ -102,6 +107,29 @@ type Main struct {
 	// the configuration; AdminToken returns it.
 	adminToken string
 
+	// The banks: BanksURL names an external "zhifu banksim" (or a real
+	// gateway); empty runs the simulated banks in-process on their own
+	// port, their books in the data folder. banksSecrets is "ICBC=…,CMB=…"
+	// (unexported like the admin token); empty reads or generates
+	// <data>/bank-secrets for the in-process banks.
+	BanksURL      string
+	BanksScenario string // scenario file for the in-process banks
+	BankCapacity  string // "500" for every bank, or "ICBC=500,CMB=300"
+	PublicURL     string // where banks send callbacks; default the server's URL
+	banksSecrets  string
+	// bankSecrets and banksURL are what Run resolved them to.
+	bankSecrets map[string]string
+	banksURL    string
+
+	// command is the subcommand ParseFlags read: "serve" or "banksim".
+	command string
+	sim     simFlags
+
+	// Tests adjust the channels' and the in-process banks' configuration
+	// here before Run builds them.
+	ConfigureChannels func(*channel.Config)
+	ConfigureBanks    func(*banksim.Config)
+
 	// The outside world, replaceable by tests.
 	Stdout io.Writer // the one-time admin token print
 	Stderr io.Writer // logs
@@ -123,9 +151,21 @@ type Main struct {
 	Trades   *trade.Service
 	Notify   *notify.Worker
 	Gateway  *gateway.Service
+	Channels *channel.Service
+	// Banks is the in-process bank simulator (nil with --banks-url), so
+	// tests can change its scenarios and read its books.
+	Banks *banksim.Sim
 
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
+	// The channels' workers start once the server listens (callbacks need
+	// its URL) and stop before the other workers.
+	stopChannels   context.CancelFunc
+	channelWorkers sync.WaitGroup
+	// stopBanks ends the in-process banks' server; banksDone reports it.
+	stopBanks   context.CancelFunc
+	banksDone   chan error
+	banksClient *http.Client // sends the in-process banks' callbacks
 }
 
 // NewMain returns a Main wired to the process's real environment.
@@ -149,7 +189,11 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "serve":
+		m.command = "serve"
 		return m.parseServeFlags(args[1:])
+	case "banksim":
+		m.command = "banksim"
+		return m.parseBanksimFlags(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return flag.ErrHelp
@@ -157,9 +201,13 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 	return &UsageError{Msg: fmt.Sprintf("unknown command %q", args[0]), Usage: usage}
 }
 
-// Run opens the store, starts the batcher and the HTTP server, and returns
-// once the server listens. Close stops them.
+// Run opens the store, starts the banks (unless external), the batcher,
+// the services and the HTTP server, and returns once the server listens.
+// Close stops them. For "banksim" it runs the simulated banks alone.
 func (m *Main) Run(ctx context.Context) error {
+	if m.command == "banksim" {
+		return m.runBanksim(ctx)
+	}
 	if m.adminToken == "" {
 		if err := m.loadAdminToken(); err != nil {
 			return err
@@ -171,6 +219,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.store = st
 	m.batcher = ledger.NewBatcher(st, m.Clock.Now)
+	if err := m.startBanks(ctx); err != nil {
+		return err
+	}
 	if err := m.startServices(); err != nil {
 		return err
 	}
@@ -182,11 +233,13 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Gateway: m.Gateway},
+			Gateway: m.Gateway, Channels: m.Channels},
 	})
+	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	if err := m.server.Open(); err != nil {
 		return err
 	}
+	m.startChannels()
 	m.Logger.Info("listening", slog.String("url", m.server.URL()), slog.String("db", redactDB(m.DB)))
 	return nil
 }
@@ -197,17 +250,35 @@ func (m *Main) Run(ctx context.Context) error {
 // called more than once.
 func (m *Main) Close() error {
 	var errs []error
+	if m.banksClient != nil {
+		// Connections the banks' callbacks dialled but never used would
+		// hold the server's shutdown for seconds (net/http waits 5 s on a
+		// connection that never sent a request).
+		m.banksClient.CloseIdleConnections()
+	}
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		errs = append(errs, m.server.Close(ctx))
 		cancel()
 		m.server = nil
 	}
+	if m.stopChannels != nil {
+		m.stopChannels()
+		m.channelWorkers.Wait()
+		m.stopChannels = nil
+	}
 	if m.stopWorkers != nil {
 		m.stopWorkers()
 		m.workers.Wait()
 		m.stopWorkers = nil
 	}
+	if m.Trades != nil {
+		m.Trades.UseCardPayer(nil)
+	}
+	if m.Channels != nil {
+		m.Channels.CloseIdleConnections()
+	}
+	errs = append(errs, m.closeBanks())
 	if m.batcher != nil {
 		m.batcher.Close()
 		m.batcher = nil
@@ -226,6 +297,11 @@ func (m *Main) URL() string {
 	}
 	return m.server.URL()
 }
+
+// BanksEndpoint returns the banks' root URL once Run has returned: the
+// in-process simulator's, the one --banks-url named, or for "zhifu banksim"
+// its own.
+func (m *Main) BanksEndpoint() string { return m.banksURL }
 
 // AdminToken returns the admin token in use, given or generated.
 func (m *Main) AdminToken() string { return m.adminToken }

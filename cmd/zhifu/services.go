@@ -2,9 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"zhifu/banksim"
+	"zhifu/channel"
 	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/notify"
@@ -15,6 +25,9 @@ import (
 // platformAccountsTimeout bounds creating the platform's ledger accounts at
 // start, so a stuck database fails the start instead of hanging it.
 const platformAccountsTimeout = 30 * time.Second
+
+// bankCallbackTimeout bounds one callback of the in-process banks.
+const bankCallbackTimeout = 5 * time.Second
 
 // startServices builds the business services over the store and batcher
 // and starts their background workers (trade timers, notification
@@ -27,6 +40,9 @@ func (m *Main) startServices() error {
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet})
+	if err := m.newChannels(); err != nil {
+		return err
+	}
 	ensureCtx, cancelEnsure := context.WithTimeout(context.Background(), platformAccountsTimeout)
 	err := m.Wallet.EnsurePlatformAccounts(ensureCtx)
 	var keys *gateway.Keys
@@ -51,4 +67,161 @@ func (m *Main) startServices() error {
 		}()
 	}
 	return nil
+}
+
+// newChannels builds the bank channels over the banks startBanks resolved,
+// and makes them the trades' card payer.
+func (m *Main) newChannels() error {
+	def, per, err := parseCapacity(m.BankCapacity)
+	if err != nil {
+		return err
+	}
+	cfg := channel.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades, BanksURL: m.banksURL, Secrets: m.bankSecrets,
+		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def}
+	if m.Banks != nil {
+		cfg.Books = m.Banks.Books
+	}
+	if m.ConfigureChannels != nil {
+		m.ConfigureChannels(&cfg)
+	}
+	if m.Channels, err = channel.New(cfg); err != nil {
+		return err
+	}
+	m.Trades.UseCardPayer(m.Channels)
+	return nil
+}
+
+// startChannels starts the channels' workers once the server listens, so
+// the callback URL they give the banks is known.
+func (m *Main) startChannels() {
+	if m.PublicURL == "" {
+		m.Channels.SetPublicURL(m.server.URL())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopChannels = cancel
+	m.channelWorkers.Go(func() { m.Channels.Run(ctx) })
+}
+
+// startBanks resolves the banks: with --banks-url, the banks named there;
+// otherwise the simulated banks, started in-process on their own
+// 127.0.0.1 port with their books in the data folder, so that the embedded
+// run needs nothing else.
+func (m *Main) startBanks(ctx context.Context) error {
+	secrets, err := m.loadBankSecrets()
+	if err != nil {
+		return err
+	}
+	m.bankSecrets = secrets
+	if m.BanksURL != "" {
+		m.banksURL = m.BanksURL
+		return nil
+	}
+	cfg := banksim.Config{DBPath: filepath.Join(m.DataDir, banksDBFileName), Secrets: secrets, Seed: 1,
+		Clock: m.Clock, Logger: m.Logger.With(slog.String("component", "banksim"))}
+	if m.BanksScenario != "" {
+		if cfg.Scenarios, err = banksim.LoadScenario(m.BanksScenario); err != nil {
+			return err
+		}
+	}
+	return m.serveBanks(cfg, "127.0.0.1:0")
+}
+
+// serveBanks opens a simulator and serves it on addr in the background.
+func (m *Main) serveBanks(cfg banksim.Config, addr string) error {
+	if m.ConfigureBanks != nil {
+		m.ConfigureBanks(&cfg)
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: bankCallbackTimeout}
+	}
+	m.banksClient = cfg.Client
+	sim, err := banksim.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		sim.Close()
+		return fmt.Errorf("banks: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.Banks, m.stopBanks, m.banksDone = sim, cancel, make(chan error, 1)
+	go func() { m.banksDone <- sim.Serve(ctx, ln) }()
+	m.banksURL = "http://" + ln.Addr().String()
+	return nil
+}
+
+// closeBanks stops the in-process banks, if any. Callbacks they had not
+// delivered are dropped, as a restarting bank may drop them; the channels
+// learn those outcomes by inquiry.
+func (m *Main) closeBanks() error {
+	if m.stopBanks == nil {
+		return nil
+	}
+	m.stopBanks()
+	err := <-m.banksDone
+	m.stopBanks = nil
+	return errors.Join(err, m.Banks.Close())
+}
+
+// runBanksim runs "zhifu banksim": the simulated banks alone, until the
+// process is told to stop.
+func (m *Main) runBanksim(ctx context.Context) error {
+	seed, err := strconv.ParseUint(m.sim.seed, 10, 64)
+	if err != nil {
+		return fmt.Errorf("--seed: %w", err)
+	}
+	cfg := banksim.Config{DBPath: m.sim.db, Seed: seed, ControlToken: m.sim.controlToken, Logger: m.Logger}
+	if m.sim.secrets != "" {
+		if cfg.Secrets, err = parseBankSecrets(m.sim.secrets); err != nil {
+			return err
+		}
+	} else {
+		m.Logger.Warn("banksim: no --secrets: the banks use predictable secrets derived from the seed, for tests only")
+	}
+	if m.sim.scenario != "" {
+		if cfg.Scenarios, err = banksim.LoadScenario(m.sim.scenario); err != nil {
+			return err
+		}
+	}
+	if err := m.serveBanks(cfg, m.sim.addr); err != nil {
+		return err
+	}
+	m.Logger.Info("banksim listening", slog.String("url", m.banksURL), slog.Any("banks", m.Banks.Banks()),
+		slog.Bool("control_api", m.sim.controlToken != ""))
+	return nil
+}
+
+// registerChannelMetrics exports each bank's breaker, success rate,
+// latency, calls in flight and withdrawal queue, read at scrape time.
+func registerChannelMetrics(reg prometheus.Registerer, ch *channel.Service) {
+	if ch == nil {
+		return
+	}
+	breakerValue := map[channel.BreakerState]float64{channel.Closed: 0, channel.HalfOpen: 1, channel.Open: 2}
+	gauges := []struct {
+		name, help string
+		value      func(channel.BankHealth) float64
+	}{
+		{"zhifu_channel_breaker_state", "The bank's circuit breaker: 0 closed, 1 half-open, 2 open.",
+			func(h channel.BankHealth) float64 { return breakerValue[h.Breaker] }},
+		{"zhifu_channel_success_rate", "Share of the bank's calls that succeeded over the last 30 s.",
+			func(h channel.BankHealth) float64 { return h.SuccessRate }},
+		{"zhifu_channel_latency_p99_seconds", "99th percentile latency of the bank's calls over the last 30 s.",
+			func(h channel.BankHealth) float64 { return h.P99.Seconds() }},
+		{"zhifu_channel_calls_in_flight", "Calls to the bank awaiting an answer.",
+			func(h channel.BankHealth) float64 { return float64(h.CallsInFlight) }},
+		{"zhifu_channel_withdrawals_queued", "Withdrawals waiting in the bank's queue.",
+			func(h channel.BankHealth) float64 { return float64(h.QueuedWithdrawals) }},
+	}
+	for _, bank := range ch.Banks() {
+		for _, g := range gauges {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help,
+				ConstLabels: prometheus.Labels{"bank": bank}}, func() float64 {
+				h, _ := ch.BankHealth(bank)
+				return g.value(h)
+			}))
+		}
+	}
 }

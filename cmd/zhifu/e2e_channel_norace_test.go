@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// raceEnabled: see e2e_channel_race_test.go.
+const raceEnabled = false
