@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"zhifu"
@@ -113,30 +112,21 @@ type CardPayment struct {
 	Status    string // PROCESSING, SUCCESS or FAILED
 }
 
-// cardPayers holds each service's CardPayer. It stands in for a field of
-// Config, which service.go does not have yet; UseCardPayer(nil) at
-// shutdown removes the entry.
-var cardPayers = struct {
-	sync.RWMutex
-	m map[*Service]CardPayer
-}{m: make(map[*Service]CardPayer)}
-
 // UseCardPayer makes s pay card methods through c; nil turns card
 // payments off (CHANNEL_UNAVAILABLE).
 func (s *Service) UseCardPayer(c CardPayer) {
-	cardPayers.Lock()
-	defer cardPayers.Unlock()
 	if c == nil {
-		delete(cardPayers.m, s)
+		s.cards.Store(nil)
 		return
 	}
-	cardPayers.m[s] = c
+	s.cards.Store(&c)
 }
 
 func (s *Service) cardPayer() CardPayer {
-	cardPayers.RLock()
-	defer cardPayers.RUnlock()
-	return cardPayers.m[s]
+	if c := s.cards.Load(); c != nil {
+		return *c
+	}
+	return nil
 }
 
 // payByCard splits the total between balance and card and hands the card
@@ -160,13 +150,18 @@ func (s *Service) payByCard(ctx context.Context, u *identity.User, t *Trade, p P
 		pay.BalanceAmount = max(b.Available, 0)
 		pay.CardAmount = t.TotalAmount - pay.BalanceAmount
 	}
-	if _, err := cp.PayByCard(ctx, u, pay); err != nil {
+	started, err := cp.PayByCard(ctx, u, pay)
+	if err != nil {
 		return nil, err
 	}
 	now, err := loadTrade(ctx, s.cfg.Store.Reader(), t.TradeNo, false)
-	if err != nil || now == nil {
-		return t, err
+	if err != nil {
+		return nil, err
 	}
+	if now == nil {
+		now = t
+	}
+	now.Payment = started
 	return now, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"zhifu"
@@ -31,6 +32,8 @@ type Config struct {
 type Service struct {
 	cfg      Config
 	ledgerID uint32 // CNY: trades are in yuan for now
+	// cards pays the card part of card payments; nil until UseCardPayer.
+	cards atomic.Pointer[CardPayer]
 }
 
 // New returns the trade service.

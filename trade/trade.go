@@ -37,11 +37,14 @@ type Trade struct {
 	LogisticsCompany string
 	TrackingNo       string
 	RefundsOpen      int // refunds still in flight; they pause the confirm timer
-	CreatedAt        time.Time
-	PaidAt           time.Time
-	ShippedAt        time.Time
-	FinishedAt       time.Time
-	ClosedAt         time.Time
+	// Payment is the card payment a pay request started: set on that
+	// request's answer only, and never stored (the top-up it names is).
+	Payment    *CardPayment
+	CreatedAt  time.Time
+	PaidAt     time.Time
+	ShippedAt  time.Time
+	FinishedAt time.Time
+	ClosedAt   time.Time
 	// CloseDue is when an unpaid trade closes by itself.
 	CloseDue time.Time
 	// ConfirmDue is when a trade finishes by itself: a shipped escrow trade

@@ -37,6 +37,18 @@ type View struct {
 	// or closed); ConfirmDue when a shipped escrow trade finishes by itself.
 	TimeExpire *string `json:"time_expire"`
 	ConfirmDue *string `json:"confirm_due"`
+	// Payment is present on the answer to a card payment only: the
+	// trade stays WAIT_BUYER_PAY while the bank works.
+	Payment *PaymentView `json:"payment,omitempty"`
+}
+
+// PaymentView is the card part of a payment still with the bank.
+type PaymentView struct {
+	Status        string `json:"status"` // PROCESSING, SUCCESS or FAILED
+	PaymentID     string `json:"payment_id"`
+	Bank          string `json:"bank"`
+	CardAmount    string `json:"card_amount"`
+	BalanceAmount string `json:"balance_amount"`
 }
 
 // View returns the trade's API form.
@@ -57,6 +69,10 @@ func (t *Trade) View() View {
 	}
 	if t.Status == WaitBuyerConfirmGoods {
 		v.ConfirmDue = optTime(t.ConfirmDue)
+	}
+	if p := t.Payment; p != nil {
+		v.Payment = &PaymentView{Status: p.Status, PaymentID: p.PaymentID, Bank: p.Bank,
+			CardAmount: p.CardAmount.String(), BalanceAmount: p.BalanceAmount.String()}
 	}
 	return v
 }

@@ -91,6 +91,10 @@ func TestChannelCardPay(t *testing.T) {
 			if s != 200 || tr["status"] != "WAIT_BUYER_PAY" || tr["trade_no"] != no {
 				t.Fatalf("pay by card: %d %v", s, tr)
 			}
+			if p, _ := tr["payment"].(map[string]any); p == nil || p["status"] != "PROCESSING" || p["bank"] != "CMB" ||
+				p["card_amount"] != "100.00" || p["payment_id"] == "" {
+				t.Fatalf("pay by card: payment %v", tr["payment"])
+			}
 			e.settle(t, 10*time.Second, time.Minute)
 			if got := w.get(no); got["status"] != "TRADE_SUCCESS" || got["buyer_id"] != b.id {
 				t.Fatalf("trade after the bank: %v", got)
