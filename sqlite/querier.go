@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
 
 	"zhifu/ledger"
 )
@@ -12,11 +13,71 @@ import (
 // querier adapts *sql.DB or *sql.Tx to ledger.Querier. SQLite takes the
 // ledger's ? placeholders as they are; a trailing FOR UPDATE is dropped
 // because the single writer already excludes everyone else.
+//
+// Statements are prepared once per connection and kept (stmts): SQLite
+// otherwise parses every statement again on every call, which was a fifth
+// of the CPU of a paid trade.
 type querier struct {
-	q interface {
-		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	db    *sql.DB
+	tx    *sql.Tx // nil outside a transaction
+	stmts *stmtCache
+}
+
+// stmt returns query's kept statement, bound to the transaction when there
+// is one; nil when the query runs unprepared.
+func (q querier) stmt(ctx context.Context, query string) *sql.Stmt {
+	st := q.stmts.get(ctx, q.db, query, q.tx != nil)
+	if st != nil && q.tx != nil {
+		return q.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	query = dialect(query)
+	var res sql.Result
+	var err error
+	switch st := q.stmt(ctx, query); {
+	case st != nil:
+		res, err = st.ExecContext(ctx, args...)
+	case q.tx != nil:
+		res, err = q.tx.ExecContext(ctx, query, args...)
+	default:
+		res, err = q.db.ExecContext(ctx, query, args...)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
+	query = dialect(query)
+	var rows *sql.Rows
+	var err error
+	switch st := q.stmt(ctx, query); {
+	case st != nil:
+		rows, err = st.QueryContext(ctx, args...)
+	case q.tx != nil:
+		rows, err = q.tx.QueryContext(ctx, query, args...)
+	default:
+		rows, err = q.db.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+func (q querier) QueryRow(ctx context.Context, query string, args ...any) ledger.Row {
+	query = dialect(query)
+	switch st := q.stmt(ctx, query); {
+	case st != nil:
+		return sqlRow{st.QueryRowContext(ctx, args...)}
+	case q.tx != nil:
+		return sqlRow{q.tx.QueryRowContext(ctx, query, args...)}
+	default:
+		return sqlRow{q.db.QueryRowContext(ctx, query, args...)}
 	}
 }
 
@@ -28,24 +89,96 @@ func dialect(query string) string {
 	return query
 }
 
-func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.q.ExecContext(ctx, dialect(query), args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+// Bounds of a statement cache. Statements whose text varies with their
+// arguments (an IN list of n placeholders) would fill it with one entry
+// per n, so statements with many placeholders are not kept.
+const (
+	stmtCacheMax        = 512
+	stmtPlaceholdersMax = 16
+)
+
+// stmtCache keeps the prepared statements of one *sql.DB by their text.
+// database/sql prepares a kept statement on each connection the first
+// time it runs there, and reuses it inside transactions on that connection.
+type stmtCache struct {
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	wanted map[string]bool // met inside transactions, to prepare after
 }
 
-func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
-	rows, err := q.q.QueryContext(ctx, dialect(query), args...)
-	if err != nil {
-		return nil, err
-	}
-	return sqlRows{rows}, nil
+func newStmtCache() *stmtCache {
+	return &stmtCache{m: make(map[string]*sql.Stmt), wanted: make(map[string]bool)}
 }
 
-func (q querier) QueryRow(ctx context.Context, query string, args ...any) ledger.Row {
-	return sqlRow{q.q.QueryRowContext(ctx, dialect(query), args...)}
+// get returns the statement for query, preparing it on first use; nil
+// when it is not (yet) kept and the caller runs the query unprepared.
+//
+// Inside a transaction (inTx) a miss only notes the query: the writer
+// pool has one connection, held by the transaction, so preparing on the
+// pool would wait for it forever. Prepare runs the noted queries once the
+// connection is free again.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string, inTx bool) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[query]
+	full := len(c.m)+len(c.wanted) >= stmtCacheMax
+	if !ok && inTx && !full && strings.Count(query, "?") <= stmtPlaceholdersMax {
+		c.wanted[query] = true
+	}
+	c.mu.Unlock()
+	if ok || inTx || full || strings.Count(query, "?") > stmtPlaceholdersMax {
+		return st
+	}
+	return c.prepare(ctx, db, query)
+}
+
+func (c *stmtCache) prepare(ctx context.Context, db *sql.DB, query string) *sql.Stmt {
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		// Let the plain call report the error.
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[query]; ok {
+		st.Close()
+		return prev
+	}
+	c.m[query] = st
+	return st
+}
+
+// prepareWanted prepares the queries transactions noted, on a pool whose
+// connections are free.
+func (c *stmtCache) prepareWanted(ctx context.Context, db *sql.DB) {
+	c.mu.Lock()
+	if len(c.wanted) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	queries := make([]string, 0, len(c.wanted))
+	for q := range c.wanted {
+		queries = append(queries, q)
+	}
+	clear(c.wanted)
+	c.mu.Unlock()
+	for _, q := range queries {
+		c.prepare(ctx, db, q)
+	}
+}
+
+// close closes every kept statement.
+func (c *stmtCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for q, st := range c.m {
+		errs = append(errs, st.Close())
+		delete(c.m, q)
+	}
+	return errors.Join(errs...)
 }
 
 type sqlRows struct{ *sql.Rows }
@@ -63,4 +196,6 @@ func (r sqlRow) Scan(dest ...any) error {
 }
 
 // Reader runs business queries on the read pool.
-func (db *DB) Reader() ledger.Querier { return querier{db.reader} }
+func (db *DB) Reader() ledger.Querier {
+	return querier{db: db.reader, stmts: db.readStmts}
+}

@@ -51,6 +51,8 @@ type DB struct {
 	path   string
 	writer *sql.DB
 	reader *sql.DB
+	// Statements kept prepared on each pool's connections.
+	writeStmts, readStmts *stmtCache
 }
 
 var _ ledger.Store = (*DB)(nil)
@@ -96,7 +98,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	reader.SetMaxOpenConns(readConnsMax)
 	reader.SetMaxIdleConns(readConnsMax)
-	db := &DB{path: path, writer: writer, reader: reader}
+	db := &DB{path: path, writer: writer, reader: reader, writeStmts: newStmtCache(), readStmts: newStmtCache()}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -109,7 +111,7 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes the database. Every committed transaction is already durable.
 func (db *DB) Close() error {
-	return errors.Join(db.reader.Close(), db.writer.Close())
+	return errors.Join(db.readStmts.close(), db.writeStmts.close(), db.reader.Close(), db.writer.Close())
 }
 
 func (db *DB) migrate(ctx context.Context) error {
@@ -168,13 +170,14 @@ func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err := fn(&writeTx{querier: querier{tx}, tx: tx}); err != nil {
+	if err := fn(&writeTx{querier: querier{db: db.writer, tx: tx, stmts: db.writeStmts}, tx: tx}); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	db.writeStmts.prepareWanted(ctx, db.writer)
 	return nil
 }
 

@@ -1,0 +1,117 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"zhifu/ledger"
+)
+
+func openTemp(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "q.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func cached(c *stmtCache, query string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[query]
+	return ok
+}
+
+// Statements met inside a write transaction are prepared after it commits
+// (the transaction holds the writer's only connection), and are used by
+// the next transactions; reads prepare on first use.
+func TestStatementCache(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	const create = `CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`
+	const put = `INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v`
+	const get = `SELECT v FROM kv WHERE k = ? FOR UPDATE`
+	if err := db.Update(ctx, func(tx ledger.Tx) error {
+		_, err := tx.Exec(ctx, create)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := db.Update(ctx, func(tx ledger.Tx) error {
+			if _, err := tx.Exec(ctx, put, "a", 1); err != nil {
+				return err
+			}
+			var v int64
+			if err := tx.QueryRow(ctx, get, "a").Scan(&v); err != nil {
+				return err
+			}
+			if v != int64(i+1) {
+				return fmt.Errorf("round %d: v = %d", i, v)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !cached(db.writeStmts, put) || !cached(db.writeStmts, dialect(get)) {
+			t.Fatalf("round %d: statements not kept after the commit", i)
+		}
+	}
+
+	var v int64
+	if err := db.Reader().QueryRow(ctx, `SELECT v FROM kv WHERE k = ?`, "a").Scan(&v); err != nil || v != 3 {
+		t.Fatalf("read: %d %v", v, err)
+	}
+	if !cached(db.readStmts, `SELECT v FROM kv WHERE k = ?`) {
+		t.Fatal("read statement not kept")
+	}
+	if err := db.Reader().QueryRow(ctx, `SELECT v FROM kv WHERE k = ?`, "missing").Scan(&v); err != ledger.ErrNoRows {
+		t.Fatalf("missing row: %v", err)
+	}
+
+	// A statement that does not parse is reported, and not kept.
+	const bad = `SELEKT v FROM kv`
+	if _, err := db.Reader().Query(ctx, bad); err == nil {
+		t.Fatal("bad statement ran")
+	}
+	if cached(db.readStmts, bad) {
+		t.Fatal("bad statement kept")
+	}
+
+	// A long IN list is not kept: its text varies with its arguments.
+	args := make([]any, stmtPlaceholdersMax+1)
+	for i := range args {
+		args[i] = fmt.Sprint(i)
+	}
+	in := `SELECT count(*) FROM kv WHERE k IN (?` + strings.Repeat(`, ?`, len(args)-1) + `)`
+	var n int64
+	if err := db.Reader().QueryRow(ctx, in, args...).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("IN list: %d %v", n, err)
+	}
+	if cached(db.readStmts, in) {
+		t.Fatal("IN list of many placeholders kept")
+	}
+}
+
+// The cache stops growing at its bound; queries past it still run.
+func TestStatementCacheBound(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	for i := range stmtCacheMax + 10 {
+		var v int64
+		if err := db.Reader().QueryRow(ctx, fmt.Sprintf(`SELECT %d`, i)).Scan(&v); err != nil || v != int64(i) {
+			t.Fatalf("query %d: %d %v", i, v, err)
+		}
+	}
+	db.readStmts.mu.Lock()
+	n := len(db.readStmts.m)
+	db.readStmts.mu.Unlock()
+	if n != stmtCacheMax {
+		t.Fatalf("cache holds %d statements, want %d", n, stmtCacheMax)
+	}
+}
