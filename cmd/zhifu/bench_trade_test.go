@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -15,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"zhifu/postgres"
 )
 
 // benchClients is how many clients run create+pay loops at once.
@@ -65,19 +62,7 @@ type tradeBench struct {
 func newTradeBench(b *testing.B, backend string) *tradeBench {
 	b.Helper()
 	dir := b.TempDir()
-	db := "sqlite://" + filepath.Join(dir, "zhifu.db")
-	if backend == "postgres" {
-		base := postgres.DefaultTestURL
-		if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
-			base = u
-		}
-		u, drop, err := postgres.CreateTestDatabase(context.Background(), base)
-		if err != nil {
-			b.Fatalf("PostgreSQL at %s: %v", base, err)
-		}
-		b.Cleanup(drop)
-		db = u
-	}
+	db := testDatabase(b, dir, backend)
 	tm := newTestMain(nil)
 	if err := tm.ParseFlags(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}); err != nil {
 		b.Fatal(err)

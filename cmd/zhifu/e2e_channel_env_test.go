@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 	"zhifu"
 	"zhifu/banksim"
 	"zhifu/channel"
-	"zhifu/postgres"
 )
 
 // The bank channels' end-to-end harness: the real program over a fresh
@@ -51,19 +49,7 @@ type chEnv struct {
 func newChannelEnv(t testing.TB, backend string, o chOptions) *chEnv {
 	t.Helper()
 	dir := t.TempDir()
-	db := "sqlite://" + filepath.Join(dir, "zhifu.db")
-	if backend == "postgres" {
-		base := postgres.DefaultTestURL
-		if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
-			base = u
-		}
-		u, drop, err := postgres.CreateTestDatabase(context.Background(), base)
-		if err != nil {
-			t.Fatalf("PostgreSQL at %s (set ZHIFU_TEST_POSTGRES): %v", base, err)
-		}
-		t.Cleanup(drop)
-		db = u
-	}
+	db := testDatabase(t, dir, backend)
 	clock := &manualClock{now: time.Now().UTC()}
 	tm := newTestMain(nil)
 	if !o.realClock {

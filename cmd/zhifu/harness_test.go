@@ -62,24 +62,32 @@ func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
+// testDatabase returns the --db of a fresh database of the backend: an
+// SQLite file in dir, or a new PostgreSQL database (on ZHIFU_TEST_POSTGRES,
+// else the local server) dropped when the test ends.
+func testDatabase(t testing.TB, dir, backend string) string {
+	t.Helper()
+	if backend != "postgres" {
+		return "sqlite://" + filepath.Join(dir, "zhifu.db")
+	}
+	base := postgres.DefaultTestURL
+	if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
+		base = u
+	}
+	u, drop, err := postgres.CreateTestDatabase(context.Background(), base)
+	if err != nil {
+		t.Fatalf("PostgreSQL at %s (set ZHIFU_TEST_POSTGRES): %v", base, err)
+	}
+	t.Cleanup(drop)
+	return u
+}
+
 // newEnv starts the platform on a fresh database of the given backend, with
 // a manual clock starting at the real time.
 func newEnv(t *testing.T, backend string) *env {
 	t.Helper()
 	dir := t.TempDir()
-	db := "sqlite://" + filepath.Join(dir, "zhifu.db")
-	if backend == "postgres" {
-		base := postgres.DefaultTestURL
-		if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
-			base = u
-		}
-		u, drop, err := postgres.CreateTestDatabase(context.Background(), base)
-		if err != nil {
-			t.Fatalf("PostgreSQL at %s (set ZHIFU_TEST_POSTGRES): %v", base, err)
-		}
-		t.Cleanup(drop)
-		db = u
-	}
+	db := testDatabase(t, dir, backend)
 	clock := &manualClock{now: time.Now().UTC()}
 	tm := newTestMain(nil)
 	tm.Clock = clock
