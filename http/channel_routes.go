@@ -38,6 +38,7 @@ func (s *Server) channelRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/channels", s.api(s.handleChannels))
 	mux.HandleFunc("GET /v1/announcements", s.api(s.handleAnnouncements))
 	mux.HandleFunc("POST /v1/admin/announcements", s.admin(s.handleCreateAnnouncement))
+	mux.HandleFunc("GET /v1/admin/channels/overdue", s.admin(s.handleOverdue))
 	mux.HandleFunc("POST /v1/channels/{bank}/callback", s.api(s.handleBankCallback))
 	mux.HandleFunc("GET /v1/channels/{bank}/return", s.handleEbankReturn)
 }
@@ -437,4 +438,53 @@ func optAPITime(t time.Time) *string {
 	}
 	s := formatAPITime(t)
 	return &s
+}
+
+// overdueJSON is a bank transaction an operator must look at.
+type overdueJSON struct {
+	TxnID     string  `json:"txn_id"`
+	Kind      string  `json:"kind"`
+	Method    string  `json:"method"`
+	UserID    string  `json:"user_id"`
+	Bank      string  `json:"bank"`
+	CardID    string  `json:"card_id"`
+	Amount    string  `json:"amount"`
+	TradeNo   string  `json:"trade_no,omitempty"`
+	Status    string  `json:"status"`
+	Stage     string  `json:"stage"`
+	Attempts  int     `json:"attempts"`
+	Deadline  string  `json:"deadline"`
+	NextAt    *string `json:"next_at"`
+	CreatedAt string  `json:"created_at"`
+}
+
+type overdueListJSON struct {
+	Data    []overdueJSON `json:"data"`
+	HasMore bool          `json:"has_more"`
+}
+
+// handleOverdue lists the bank transactions still undecided past their
+// deadline (channel.Service.Overdue), for an operator to settle with the bank.
+func (s *Server) handleOverdue(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	limit := channelListLimitDefault
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, ok := parseID(v)
+		if !ok || n > channel.OverdueMax {
+			return invalidRequest("limit", fmt.Sprintf("limit must be an integer from 1 to %d", channel.OverdueMax))
+		}
+		limit = int(n)
+	}
+	txns, more, err := s.svc.Channels.Overdue(r.Context(), limit)
+	if err != nil {
+		return err
+	}
+	resp := overdueListJSON{Data: make([]overdueJSON, 0, len(txns)), HasMore: more}
+	for _, t := range txns {
+		resp.Data = append(resp.Data, overdueJSON{TxnID: t.TxnID, Kind: string(t.Kind), Method: t.Method,
+			UserID: t.UserID, Bank: t.Bank, CardID: t.CardID, Amount: t.Amount.String(), TradeNo: t.TradeNo,
+			Status: string(t.Status), Stage: string(t.Stage), Attempts: t.Attempts, Deadline: formatAPITime(t.Deadline),
+			NextAt: optAPITime(t.NextAt), CreatedAt: formatAPITime(t.CreatedAt)})
+	}
+	writeJSON(w, nethttp.StatusOK, resp)
+	return nil
 }
