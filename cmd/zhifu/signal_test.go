@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -63,11 +64,31 @@ type process struct {
 	exited chan error
 }
 
-// start runs "zhifu serve" and waits until its log says it listens.
+// start runs "zhifu serve" on a free port and waits until its log says it
+// listens.
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary(t), append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...),
-		stdout: &syncBuffer{}, exited: make(chan error, 1)}
+	c, err := startChild(t, listeningRE, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, c.log.String())
+	}
+	return c.process
+}
+
+// child is the built program running as a child, its log kept.
+type child struct {
+	*process
+	log *syncBuffer
+}
+
+// startChild runs the built program and waits until a line of its log
+// matches re, whose group is its URL. If the program exits first it
+// returns an error rather than failing the test, so that the caller may
+// try again.
+func startChild(t *testing.T, re *regexp.Regexp, args ...string) (*child, error) {
+	t.Helper()
+	p := &process{cmd: exec.Command(binary(t), args...), stdout: &syncBuffer{}, exited: make(chan error, 1)}
+	c := &child{process: p, log: &syncBuffer{}}
 	p.cmd.Env = cleanEnv()
 	p.cmd.Stdout = p.stdout
 	stderr, err := p.cmd.StderrPipe()
@@ -80,8 +101,10 @@ func start(t *testing.T, args ...string) *process {
 	urls := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+			c.log.Write([]byte(sc.Text() + "\n"))
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case urls <- m[1]:
 				default:
@@ -95,12 +118,13 @@ func start(t *testing.T, args ...string) *process {
 	t.Cleanup(func() { p.cmd.Process.Kill() })
 	select {
 	case p.url = <-urls:
+		return c, nil
 	case err := <-p.exited:
-		t.Fatalf("zhifu exited before listening: %v", err)
+		return c, fmt.Errorf("%s exited before listening: %v", args[0], err)
 	case <-time.After(startTimeout):
-		t.Fatal("zhifu did not log that it listens")
+		t.Fatalf("zhifu %s did not log that it listens:\n%s", args[0], c.log.String())
 	}
-	return p
+	return nil, nil
 }
 
 // cleanEnv keeps the test's own ZHIFU_ settings from leaking into the child.
