@@ -44,7 +44,7 @@ const (
 	// most that many beside the payments, so a flood of withdrawals never
 	// makes a batch long enough to delay a payment much; the rest wait
 	// here, in memory, each caller holding its own request.
-	AcceptInFlightMaxDefault = 16
+	AcceptInFlightMaxDefault = 8
 	// jobsQueueMax bounds the jobs waiting for a bank's workers.
 	jobsQueueMax = 1024
 	// claimBatchMax bounds the withdrawals claimed in one op.

@@ -180,7 +180,10 @@ func TestChannelMassWithdrawal(t *testing.T) {
 	t.Logf("%d withdrawals accepted in %s (%.0f/s)", n, submitted.Round(time.Millisecond), float64(n)/submitted.Seconds())
 	t.Logf("payments without the burst: %d, p50 %s p99 %s; during it: %d, p50 %s p99 %s",
 		len(base), p50b, p99b, len(during), p50d, p99d)
-	timings := !raceEnabled
+	// The figures are judged only in the measured run (the command above,
+	// on a machine doing nothing else); in the everyday suite a shared
+	// machine's noise would make them flaky, so they are logged.
+	timings := !raceEnabled && testGetenv("ZHIFU_MASS_WITHDRAWALS") != ""
 	if p99d > 2*p99b && timings {
 		t.Errorf("payment p99 %s during the burst, more than twice %s without", p99d, p99b)
 	}
