@@ -1,9 +1,48 @@
 package zhifu
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"strconv"
+	"time"
 )
+
+// randomIDDigits follow the date in a NewID; keyedIDDigits make a KeyedID,
+// so that the two lengths differ and the two kinds never meet.
+const (
+	randomIDDigits = 20
+	keyedIDDigits  = 28
+)
+
+// NewID returns prefix, now's UTC date and 20 random digits:
+// "D2026010112345678901234567890". The date makes ids sort roughly by day, as
+// Alipay's do; the random part makes them unguessable.
+func NewID(prefix string, now time.Time) string {
+	b := make([]byte, 0, len(prefix)+8+randomIDDigits)
+	b = append(b, prefix...)
+	b = now.UTC().AppendFormat(b, "20060102")
+	r := make([]byte, randomIDDigits)
+	rand.Read(r) // never fails (crypto/rand's documented contract since Go 1.24)
+	for _, c := range r {
+		// 256 is not a multiple of 10; the slight bias toward low digits
+		// does not matter for an id that only has to be unique.
+		b = append(b, '0'+c%10)
+	}
+	return string(b)
+}
+
+// KeyedID returns prefix and 28 digits derived from the caller and a key of
+// theirs: the same pair always names the same object.
+func KeyedID(prefix, caller, key string) string {
+	h := sha256.Sum256([]byte(caller + "\n" + key))
+	b := make([]byte, 0, len(prefix)+keyedIDDigits)
+	b = append(b, prefix...)
+	for _, c := range h[:keyedIDDigits] {
+		b = append(b, '0'+c%10)
+	}
+	return string(b)
+}
 
 // Users and merchants have a small internal number (the database's) and an
 // opaque public id derived from it. A user's ledger accounts derive from the

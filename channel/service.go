@@ -1,8 +1,6 @@
 package channel
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"math"
@@ -61,8 +59,6 @@ const (
 	txnAmountMax = zhifu.AmountMax
 	// cardsPerUserMax bounds the cards one user may bind.
 	cardsPerUserMax = 20
-	// idDigits is the random part of a generated id.
-	idDigits = 20
 	// retryAfterBusy is what a full withdrawal queue tells the client.
 	retryAfterBusy = 5 * time.Second
 )
@@ -289,31 +285,7 @@ func (s *Service) bankOf(name, param string) (*bank, error) {
 }
 
 // newID returns prefix, the clock's UTC date and 20 random digits.
-func (s *Service) newID(prefix string) string {
-	b := make([]byte, 0, len(prefix)+8+idDigits)
-	b = append(b, prefix...)
-	b = s.now().UTC().AppendFormat(b, "20060102")
-	r := make([]byte, idDigits)
-	rand.Read(r)
-	for _, c := range r {
-		b = append(b, '0'+c%10)
-	}
-	return string(b)
-}
-
-// keyedID returns prefix and 28 digits derived from the caller and a key
-// of theirs: the same pair always names the same object, and the length
-// differs from newID's so the two never meet.
-func keyedID(prefix, caller, key string) string {
-	const digits = 28
-	h := sha256.Sum256([]byte(caller + "\n" + key))
-	b := make([]byte, 0, len(prefix)+digits)
-	b = append(b, prefix...)
-	for _, c := range h[:digits] {
-		b = append(b, '0'+c%10)
-	}
-	return string(b)
-}
+func (s *Service) newID(prefix string) string { return zhifu.NewID(prefix, s.now()) }
 
 // markInflight claims id for this process's workers; false if taken.
 func (s *Service) markInflight(id string) bool {

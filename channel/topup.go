@@ -66,9 +66,9 @@ func (s *Service) Topup(ctx context.Context, u *identity.User, p TopupParams) (t
 	id := s.newID("TU")
 	switch {
 	case p.ClientRef != "":
-		id = keyedID("TU", u.UserID, "ref:"+p.ClientRef)
+		id = zhifu.KeyedID("TU", u.UserID, "ref:"+p.ClientRef)
 	case p.IdempotencyKey != "":
-		id = keyedID("TU", u.UserID, "key:"+p.IdempotencyKey)
+		id = zhifu.KeyedID("TU", u.UserID, "key:"+p.IdempotencyKey)
 	}
 	if p.ClientRef != "" || p.IdempotencyKey != "" {
 		// A repeated intent is answered before the bank's capacity is

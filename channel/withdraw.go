@@ -42,7 +42,7 @@ func (s *Service) Withdraw(ctx context.Context, u *identity.User, p WithdrawPara
 	}
 	id := s.newID("WD")
 	if p.IdempotencyKey != "" {
-		id = keyedID("WD", u.UserID, "key:"+p.IdempotencyKey)
+		id = zhifu.KeyedID("WD", u.UserID, "key:"+p.IdempotencyKey)
 		existing, err := loadTxn(ctx, s.cfg.Store.Reader(), id, false)
 		if err != nil {
 			return nil, false, err

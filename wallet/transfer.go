@@ -60,7 +60,7 @@ func (s *Service) Transfer(ctx context.Context, from *identity.User, toUserID st
 	}
 	id := s.newID("T")
 	if requestKey != "" {
-		id = keyedID("T", from.UserID, requestKey)
+		id = zhifu.KeyedID("T", from.UserID, requestKey)
 	}
 	t := &Transfer{TransferID: id, FromUserID: from.UserID, ToUserID: to.UserID,
 		Amount: amount, Memo: memo, Status: StatusSuccess, CreatedAt: s.cfg.Clock.Now().UTC()}

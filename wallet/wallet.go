@@ -5,8 +5,6 @@ package wallet
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -120,33 +118,5 @@ func (s *Service) Balance(ctx context.Context, u *identity.User) (Balance, error
 	return b, nil
 }
 
-// newID returns prefix, the clock's UTC date and 20 random digits:
-// "D2026010112345678901234567890". The date makes ids sort roughly by day, as
-// Alipay's do; the random part makes them unguessable.
-func (s *Service) newID(prefix string) string {
-	const digits = 20
-	b := make([]byte, 0, len(prefix)+8+digits)
-	b = append(b, prefix...)
-	b = s.cfg.Clock.Now().UTC().AppendFormat(b, "20060102")
-	r := make([]byte, digits)
-	rand.Read(r)
-	for _, c := range r {
-		// 256 is not a multiple of 10; the slight bias toward low digits
-		// does not matter for an id that only has to be unique.
-		b = append(b, '0'+c%10)
-	}
-	return string(b)
-}
-
-// keyedID returns prefix and 28 digits derived from the caller and the
-// caller's request key: the same pair always names the same object.
-func keyedID(prefix, caller, key string) string {
-	const digits = 28 // as many as newID makes
-	h := sha256.Sum256([]byte(caller + "\n" + key))
-	b := make([]byte, 0, len(prefix)+digits)
-	b = append(b, prefix...)
-	for _, c := range h[:digits] {
-		b = append(b, '0'+c%10)
-	}
-	return string(b)
-}
+// newID returns prefix, the clock's UTC date and 20 random digits.
+func (s *Service) newID(prefix string) string { return zhifu.NewID(prefix, s.cfg.Clock.Now()) }
