@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -64,14 +63,7 @@ func newTradeBench(b *testing.B, backend string) *tradeBench {
 	dir := b.TempDir()
 	db := testDatabase(b, dir, backend)
 	tm := newTestMain(nil)
-	if err := tm.ParseFlags(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}); err != nil {
-		b.Fatal(err)
-	}
-	if err := tm.Run(context.Background()); err != nil {
-		tm.Close()
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tm.Close() })
+	serveTestMain(b, tm, "--data", dir, "--db", db)
 	tb := &tradeBench{m: tm, url: tm.URL(),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients}}}
 	// Registered after Main's Close, so it runs before it: idle client

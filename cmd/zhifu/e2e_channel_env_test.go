@@ -66,19 +66,7 @@ func newChannelEnv(t testing.TB, backend string, o chOptions) *chEnv {
 		}
 	}
 	tm.ConfigureBanks = o.banks
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}
-	if err := tm.ParseFlags(context.Background(), args); err != nil {
-		t.Fatal(err)
-	}
-	if err := tm.Run(context.Background()); err != nil {
-		tm.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tm.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	serveTestMain(t, tm, "--data", dir, "--db", db)
 	// env's helpers need a *testing.T; a benchmark uses e.do only.
 	tt, _ := t.(*testing.T)
 	e := &env{t: tt, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}

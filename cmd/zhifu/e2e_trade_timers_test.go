@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -131,14 +130,6 @@ func trStartNode(t *testing.T, clock *manualClock, db, dir string) *testMain {
 	t.Helper()
 	tm := newTestMain(nil)
 	tm.Clock = clock
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}
-	if err := tm.ParseFlags(context.Background(), args); err != nil {
-		t.Fatal(err)
-	}
-	if err := tm.Run(context.Background()); err != nil {
-		tm.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tm.Close() })
+	serveTestMain(t, tm, "--data", dir, "--db", db)
 	return tm
 }

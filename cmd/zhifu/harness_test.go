@@ -91,19 +91,7 @@ func newEnv(t *testing.T, backend string) *env {
 	clock := &manualClock{now: time.Now().UTC()}
 	tm := newTestMain(nil)
 	tm.Clock = clock
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--db", db}
-	if err := tm.ParseFlags(context.Background(), args); err != nil {
-		t.Fatal(err)
-	}
-	if err := tm.Run(context.Background()); err != nil {
-		tm.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tm.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	serveTestMain(t, tm, "--data", dir, "--db", db)
 	return &env{t: t, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}
 }
 

@@ -52,8 +52,16 @@ func newTestMain(env map[string]string) *testMain {
 func runMain(t *testing.T, dir string, extra ...string) *testMain {
 	t.Helper()
 	tm := newTestMain(nil)
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, extra...)
-	if err := tm.ParseFlags(context.Background(), args); err != nil {
+	serveTestMain(t, tm, append([]string{"--data", dir}, extra...)...)
+	return tm
+}
+
+// serveTestMain runs "zhifu serve" in process on port 0 with args, and
+// closes it when the test ends, failing the test if it does not close
+// cleanly.
+func serveTestMain(t testing.TB, tm *testMain, args ...string) {
+	t.Helper()
+	if err := tm.ParseFlags(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := tm.Run(context.Background()); err != nil {
@@ -65,7 +73,6 @@ func runMain(t *testing.T, dir string, extra ...string) *testMain {
 			t.Error(err)
 		}
 	})
-	return tm
 }
 
 // call sends an admin request and decodes the JSON answer into out.
