@@ -45,7 +45,7 @@ func binary(t *testing.T) string {
 		buildPath = filepath.Join(buildDir, "zhifu")
 		out, err := exec.Command("go", "build", "-o", buildPath, ".").CombinedOutput()
 		if err != nil {
-			buildErr = errors.New(string(out))
+			buildErr = fmt.Errorf("%v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
