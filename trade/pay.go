@@ -29,7 +29,9 @@ type PayParams struct {
 // From the balance ("balance") the payment is immediate. A trade is paid
 // at most once: the ledger transfer's id is "pay:<trade_no>", and the
 // trade's status moves only in the same transaction, so concurrent or
-// repeated requests find it paid (TRADE_HAS_SUCCESS).
+// repeated requests find it paid (TRADE_HAS_SUCCESS). Concurrent payments
+// of one trade in this process wait for the first (herd) and are then
+// answered from a plain read once it is paid.
 //
 // By card ("card", or "balance+card" for what the balance does not cover)
 // the card part goes to the bank channels (UseCardPayer): the trade comes
@@ -51,6 +53,16 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 		return nil, err
 	}
 	who := payer{num: u.Num, userID: u.UserID}
+	if p.Method == MethodBalance {
+		leader, err := s.paying.join(ctx, tradeNo)
+		if err != nil {
+			return nil, err
+		}
+		if leader {
+			defer s.paying.leave(tradeNo)
+			return s.payBalance(ctx, who, tradeNo, s.cfg.Clock.Now())
+		}
+	}
 	now := s.cfg.Clock.Now()
 	// A trade never returns to WAIT_BUYER_PAY, so a committed status past
 	// it refuses the payment for good: answering from a plain read spares

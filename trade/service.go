@@ -34,6 +34,8 @@ type Service struct {
 	ledgerID uint32 // CNY: trades are in yuan for now
 	// cards pays the card part of card payments; nil until UseCardPayer.
 	cards atomic.Pointer[CardPayer]
+	// paying orders concurrent balance payments of one trade.
+	paying herd
 }
 
 // New returns the trade service.
