@@ -81,10 +81,13 @@ func (q querier) QueryRow(ctx context.Context, query string, args ...any) ledger
 	}
 }
 
+// dialect drops a trailing FOR UPDATE. It runs on every statement, so it
+// compares in place rather than upper-casing a copy of the query.
 func dialect(query string) string {
+	const forUpdate = " FOR UPDATE"
 	trimmed := strings.TrimRight(query, " \t\n;")
-	if strings.HasSuffix(strings.ToUpper(trimmed), " FOR UPDATE") {
-		return trimmed[:len(trimmed)-len(" FOR UPDATE")]
+	if n := len(trimmed) - len(forUpdate); n >= 0 && strings.EqualFold(trimmed[n:], forUpdate) {
+		return trimmed[:n]
 	}
 	return query
 }

@@ -115,3 +115,17 @@ func TestStatementCacheBound(t *testing.T) {
 		t.Fatalf("cache holds %d statements, want %d", n, stmtCacheMax)
 	}
 }
+
+func TestDialect(t *testing.T) {
+	for in, want := range map[string]string{
+		`SELECT v FROM kv WHERE k = ? FOR UPDATE`:      `SELECT v FROM kv WHERE k = ?`,
+		"SELECT v FROM kv WHERE k = ? for update;\n\t": `SELECT v FROM kv WHERE k = ?`,
+		`SELECT v FROM kv WHERE k = ?`:                 `SELECT v FROM kv WHERE k = ?`,
+		`UPDATE`:                                       `UPDATE`,
+		`SELECT 'FOR UPDATE' AS x`:                     `SELECT 'FOR UPDATE' AS x`,
+	} {
+		if got := dialect(in); got != want {
+			t.Errorf("dialect(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
