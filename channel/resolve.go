@@ -165,12 +165,8 @@ func (o *resolveOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.T
 		}
 	}
 	if o.refund != nil {
-		inserted, err := insertTxn(ctx, tx, o.refund)
-		if err != nil {
+		if err := insertTxn(ctx, tx, o.refund); err != nil {
 			return err
-		}
-		if !inserted {
-			return fmt.Errorf("channel: refund %s exists already", o.refund.TxnID)
 		}
 	}
 	if err := saveTxn(ctx, tx, o.old, o.t); err != nil {

@@ -101,10 +101,11 @@ func queryTxns(ctx context.Context, q ledger.Querier, query string, args ...any)
 	return out, rows.Err()
 }
 
-// insertTxn writes a new transaction unless its id (or, for a card
-// payment, its trade and card while processing) is taken; inserted is
-// false then.
-func insertTxn(ctx context.Context, q ledger.Querier, t *BankTxn) (inserted bool, err error) {
+// insertTxn writes a new transaction. Its id (or, for a card payment, its
+// trade and card while processing) already taken fails the op: another
+// process recorded it after Prepare looked, and the op's transfers roll
+// back with it; run alone again, Prepare finds the other one.
+func insertTxn(ctx context.Context, q ledger.Querier, t *BankTxn) error {
 	n, err := q.Exec(ctx, `INSERT INTO bank_txns (txn_id, kind, method, user_id, bank, card_id, card_token,
 		amount, hold_amount, trade_no, source_txn, status, stage, attempts, next_at, deadline, reason,
 		bank_txn_id, resolved_by, created_at, updated_at, settled_at)
@@ -114,9 +115,12 @@ func insertTxn(ctx context.Context, q ledger.Querier, t *BankTxn) (inserted bool
 		nanos(t.NextAt), nanos(t.Deadline), t.Reason, t.BankTxnID, t.ResolvedBy, nanos(t.CreatedAt),
 		nanos(t.UpdatedAt), nanos(t.SettledAt))
 	if err != nil {
-		return false, fmt.Errorf("channel: insert %s: %w", t.TxnID, err)
+		return fmt.Errorf("channel: insert %s: %w", t.TxnID, err)
 	}
-	return n == 1, nil
+	if n != 1 {
+		return fmt.Errorf("channel: %s recorded concurrently", t.TxnID)
+	}
+	return nil
 }
 
 // saveTxn writes what a change moved. The WHERE clause repeats the status

@@ -273,17 +273,7 @@ func (o *intentOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Tr
 			return fmt.Errorf("channel: hold for %s: %s", o.t.TxnID, r)
 		}
 	}
-	inserted, err := insertTxn(ctx, tx, o.t)
-	if err != nil {
-		return err
-	}
-	if !inserted {
-		// Another process recorded this id, or a payment of this trade and
-		// card, after we looked. Failing the op rolls back the hold; run
-		// alone again, Prepare finds the other one.
-		return fmt.Errorf("channel: %s recorded concurrently", o.t.TxnID)
-	}
-	return nil
+	return insertTxn(ctx, tx, o.t)
 }
 
 // Ledger transfer ids of a bank transaction.

@@ -129,12 +129,5 @@ func (o *acceptOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Tr
 	default:
 		return fmt.Errorf("channel: hold for %s: %s", o.t.TxnID, r)
 	}
-	inserted, err := insertTxn(ctx, tx, o.t)
-	if err != nil {
-		return err
-	}
-	if !inserted {
-		return fmt.Errorf("channel: %s recorded concurrently", o.t.TxnID)
-	}
-	return nil
+	return insertTxn(ctx, tx, o.t)
 }
