@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	nethttp "net/http"
-	"strings"
 
 	"zhifu"
 	"zhifu/ledger"
@@ -122,54 +120,6 @@ func writeJSON(w nethttp.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
-}
-
-// decodeJSON reads one JSON object into v: no unknown fields, nothing after
-// the object. The body is already limited to bodyBytesMax by instrument.
-// Every failure is an API error (400 INVALID_REQUEST or 413
-// REQUEST_TOO_LARGE).
-func decodeJSON(r *nethttp.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	var extra json.RawMessage
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-		return nil
-	case err == nil:
-		return invalidRequest("", "request body has data after the JSON object")
-	default:
-		return jsonError(err)
-	}
-}
-
-// jsonError turns a decoding error into an API error. The decoder's own
-// messages name fields and offsets, never values, so they are safe to show.
-func jsonError(err error) error {
-	var tooLarge *nethttp.MaxBytesError
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &tooLarge):
-		return err
-	case errors.Is(err, io.EOF):
-		return invalidRequest("", "request body is empty; a JSON object is required")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalidRequest("", "request body is truncated JSON")
-	case errors.As(err, &syntax):
-		return invalidRequest("", "request body is not valid JSON: "+syntax.Error())
-	case errors.As(err, &typ) && typ.Field == "":
-		return invalidRequest("", "request body must be a JSON object")
-	case errors.As(err, &typ):
-		return invalidRequest(typ.Field, "field "+typ.Field+" has the wrong type or is out of range")
-	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return invalidRequest(strings.Trim(f, `"`), "unknown field "+f)
-	}
-	return invalidRequest("", "request body is not valid JSON: "+strings.TrimPrefix(msg, "json: "))
 }
 
 func invalidRequest(param, msg string) *zhifu.Error {

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"zhifu"
 	"zhifu/ledger"
 )
 
@@ -113,7 +115,15 @@ func (s *Server) instrument(next nethttp.Handler) nethttp.Handler {
 		// also closes the connection instead of reading the rest.
 		r.Body = nethttp.MaxBytesReader(w, r.Body, bodyBytesMax)
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
+		if r.ContentLength > bodyBytesMax {
+			// Refused on its declared length, before anyone reads it or
+			// checks who sent it; the connection closes rather than read
+			// the rest.
+			sw.Header().Set("Connection", "close")
+			s.writeError(sw, r, zhifu.Errorf(zhifu.RequestTooLarge, "request body is larger than %d bytes", bodyBytesMax))
+		} else {
+			next.ServeHTTP(sw, r)
+		}
 		if sw.status == 0 {
 			sw.status = nethttp.StatusOK
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/ledger"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	Logger     *slog.Logger
 	Clock      zhifu.Clock
 	Services   Services
+	// Idempotency keeps the Idempotency-Key rules; nil makes one over
+	// Ledger and Batcher that Close stops.
+	Idempotency *idempotency.Keeper
 }
 
 // Server is zhifu's HTTP server.
@@ -58,6 +62,8 @@ type Server struct {
 	logger    *slog.Logger
 	clock     zhifu.Clock
 	svc       Services
+	idem      *idempotency.Keeper
+	ownsIdem  bool
 
 	metrics  *metrics
 	handler  nethttp.Handler
@@ -84,6 +90,12 @@ func NewServer(c Config) *Server {
 	}
 	if s.clock == nil {
 		s.clock = zhifu.SystemClock{}
+	}
+	s.idem = c.Idempotency
+	if s.idem == nil && c.Ledger != nil && c.Batcher != nil {
+		s.idem = idempotency.New(idempotency.Config{Batcher: c.Batcher, Reader: c.Ledger.Reader(),
+			Clock: s.clock, Logger: s.logger})
+		s.ownsIdem = true
 	}
 	// Only the token's hash is kept, so comparisons take the same time
 	// whatever the length of the guess.
@@ -200,6 +212,9 @@ func (s *Server) URL() string {
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.draining.Store(true)
+		if s.ownsIdem {
+			defer s.idem.Close()
+		}
 		if s.srv == nil {
 			return
 		}

@@ -95,6 +95,16 @@ type response struct {
 // as JSON otherwise; token "" sends no Authorization header.
 func (ts *testServer) do(t *testing.T, method, path, token string, body any) response {
 	t.Helper()
+	h := nethttp.Header{}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	return ts.doWith(t, method, path, token, h, body)
+}
+
+// doWith is do with the request headers given.
+func (ts *testServer) doWith(t *testing.T, method, path, token string, h nethttp.Header, body any) response {
+	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -102,6 +112,8 @@ func (ts *testServer) do(t *testing.T, method, path, token string, body any) res
 		r = strings.NewReader(b)
 	case []byte:
 		r = bytes.NewReader(b)
+	case io.Reader:
+		r = b
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
@@ -112,6 +124,9 @@ func (ts *testServer) do(t *testing.T, method, path, token string, body any) res
 	req, err := nethttp.NewRequest(method, ts.URL()+path, r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -370,6 +385,7 @@ func TestCloseFinishesInFlight(t *testing.T) {
 	pr, pw := io.Pipe()
 	req, _ := nethttp.NewRequest("POST", ts.URL()+"/v1/admin/ledger/transfers", pr)
 	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Content-Type", "application/json")
 	// With Expect: 100-continue the client sends the body only once the
 	// handler starts reading it, so the request is surely in flight.
 	req.Header.Set("Expect", "100-continue")

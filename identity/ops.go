@@ -144,10 +144,9 @@ func (o *createMerchantOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.
 	return nil
 }
 
-// nonceOp spends a merchant's nonce. The primary key makes the second use
-// insert nothing, in this process or any other sharing the database.
 // nonceGuard spends a merchant request's nonce: the request may proceed
-// only if the nonce was never used.
+// only if the nonce was never used. The primary key makes a second use
+// insert nothing, in this process or any other sharing the database.
 type nonceGuard struct {
 	svc               *Service
 	merchantID, nonce string
@@ -168,7 +167,7 @@ func (g *nonceGuard) Check(ctx context.Context, tx ledger.Tx) (error, error) {
 	return g.svc.refuseSignature(ctx, g.merchantID, "nonce reused"), nil
 }
 
-func (g *nonceGuard) Record(ctx context.Context, tx ledger.Tx) error {
+func (g *nonceGuard) Record(ctx context.Context, tx ledger.Tx, _ bool) error {
 	n, err := tx.Exec(ctx, `INSERT INTO nonces (merchant_id, nonce, expires_at) VALUES (?, ?, ?)
 		ON CONFLICT DO NOTHING`, g.merchantID, g.nonce, g.expires.UnixNano())
 	if err != nil {
@@ -177,7 +176,7 @@ func (g *nonceGuard) Record(ctx context.Context, tx ledger.Tx) error {
 	if n != 1 {
 		// Another process spent it after Check: abort, and the op alone
 		// will see the nonce spent.
-		return fmt.Errorf("nonce %s spent concurrently", g.nonce)
+		return fmt.Errorf("nonce %s spent concurrently: %w", g.nonce, ledger.ErrConflict)
 	}
 	return nil
 }

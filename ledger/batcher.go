@@ -21,6 +21,12 @@ const (
 	QueueLenMax = 65536
 	// BulkQueueLenMax bounds the background lane (see DoBulk).
 	BulkQueueLenMax = 262144
+	// RideQueueLenMax bounds the riders waiting for a batch (see Ride).
+	RideQueueLenMax = 65536
+	// ridersPerBatchMax is how many riders one batch carries. Riders are
+	// single small writes nobody waits on, so a batch takes many of them
+	// whatever else it carries.
+	ridersPerBatchMax = 1024
 	// bulkOpsPerBusyBatch is how many background ops ride in a batch that
 	// also carries urgent ones: enough to make steady progress, few enough
 	// that a payment's commit barely grows. A batch with no urgent op takes
@@ -54,6 +60,7 @@ type Batcher struct {
 	now   func() time.Time
 	queue chan *submission // urgent lane: payments and everything a person waits on
 	bulk  chan *submission // background lane: mass withdrawals, timers, bulk imports
+	ride  chan *submission // riders: small writes that join whatever batch comes next
 
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
@@ -66,7 +73,7 @@ type Batcher struct {
 type BatcherStats struct {
 	Batches         atomic.Int64
 	Ops             atomic.Int64
-	Transfers       atomic.Int64 // transfers committed (refused ones are not counted)
+	Transfers       atomic.Int64 // transfers committed by any op (refused ones are not counted)
 	CommitErrors    atomic.Int64
 	CommitNanos     atomic.Int64
 	LastBatchSize   atomic.Int64 // ops in the last batch
@@ -79,18 +86,43 @@ type submission struct {
 	size int // transfers it is expected to add
 	err  error
 	done chan struct{}
+	then func(error) // for riders: called once the batch is durable (or failed)
 }
 
 // NewBatcher starts a batcher over st. now gives commit timestamps.
 func NewBatcher(st Store, now func() time.Time) *Batcher {
 	b := &Batcher{store: st, now: now, queue: make(chan *submission, QueueLenMax),
-		bulk: make(chan *submission, BulkQueueLenMax), done: make(chan struct{})}
+		bulk: make(chan *submission, BulkQueueLenMax), ride: make(chan *submission, RideQueueLenMax),
+		done: make(chan struct{})}
 	go b.run()
 	return b
 }
 
 // QueueLen reports how many submissions wait in each lane.
 func (b *Batcher) QueueLen() (urgent, bulk int) { return len(b.queue), len(b.bulk) }
+
+// Ride queues op to join the next batch, whichever lane fills it, without
+// a commit of its own and without waiting: then, if not nil, is called with
+// the outcome once that batch is durable or has failed. Ride is for small
+// writes that may be lost in a crash without harm, because whoever needs
+// them can do without (a stored response that a retry can rebuild). It
+// returns false, and op will not run, when the rider queue is full or the
+// batcher is closed.
+func (b *Batcher) Ride(op Op, then func(error)) bool {
+	s := &submission{op: op, done: make(chan struct{}), then: then}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return false
+	}
+	select {
+	case b.ride <- s:
+		return true
+	default:
+		b.stats.QueueRejections.Add(1)
+		return false
+	}
+}
 
 // Stats returns the batcher's counters.
 func (b *Batcher) Stats() *BatcherStats { return &b.stats }
@@ -130,11 +162,11 @@ func (b *Batcher) DoBulk(ctx context.Context, op Op) error {
 // doGuarded commits op behind the context's guard if it is the request's
 // first op (see Guard).
 func (b *Batcher) doGuarded(ctx context.Context, op Op, bulk bool) error {
-	g := claimGuard(ctx)
-	if g == nil {
+	gs := claimGuards(ctx)
+	if len(gs) == 0 {
 		return b.do(ctx, &submission{op: op, bulk: bulk, size: opTransfersGuess})
 	}
-	wrapped := &guarded{g: g, op: op}
+	wrapped := &guarded{guards: gs, op: op}
 	if err := b.do(ctx, &submission{op: wrapped, bulk: bulk, size: opTransfersGuess}); err != nil {
 		return err
 	}
@@ -176,6 +208,7 @@ func (b *Batcher) Close() {
 		b.closed = true
 		close(b.queue)
 		close(b.bulk)
+		close(b.ride)
 	}
 	b.mu.Unlock()
 	<-b.done
@@ -218,9 +251,9 @@ func (g *gathering) add(s *submission) {
 
 func (b *Batcher) run() {
 	defer close(b.done)
-	q, bq := b.queue, b.bulk // set to nil once closed and drained
+	q, bq, rq := b.queue, b.bulk, b.ride // set to nil once closed and drained
 	var held []*submission
-	for q != nil || bq != nil || len(held) > 0 {
+	for q != nil || bq != nil || rq != nil || len(held) > 0 {
 		if len(held) == 0 {
 			select {
 			case s, ok := <-q:
@@ -232,6 +265,12 @@ func (b *Batcher) run() {
 			case s, ok := <-bq:
 				if !ok {
 					bq = nil
+					continue
+				}
+				held = append(held, s)
+			case s, ok := <-rq:
+				if !ok {
+					rq = nil
 					continue
 				}
 				held = append(held, s)
@@ -247,6 +286,7 @@ func (b *Batcher) run() {
 			bulkMax = bulkOpsPerBusyBatch
 		}
 		bq = gather(bq, &g, bulkMax)
+		rq = gather(rq, &g, ridersPerBatchMax)
 		held = g.next
 		b.commit(g.batch)
 	}
@@ -279,18 +319,22 @@ func (b *Batcher) commit(batch []*submission) {
 	// The batch runs under its own context: one caller giving up must not
 	// abort the others' commit. Callers that gave up were told the outcome
 	// is unknown and will look it up.
-	err := b.commitOps(ops)
+	created, err := b.commitOps(ops)
 	if err != nil && len(batch) > 1 {
 		// Find the op that failed: each runs alone, and only its caller
 		// hears of the failure.
+		created = 0
 		for _, s := range batch {
-			s.err = b.commitOps([]Op{s.op})
+			var n int
+			n, s.err = b.commitOps([]Op{s.op})
+			created += n
 		}
 	} else {
 		for _, s := range batch {
 			s.err = err
 		}
 	}
+	b.stats.Transfers.Add(int64(created))
 	b.stats.CommitNanos.Add(int64(time.Since(start)))
 	b.stats.Batches.Add(1)
 	b.stats.Ops.Add(int64(len(batch)))
@@ -298,19 +342,16 @@ func (b *Batcher) commit(batch []*submission) {
 	for _, s := range batch {
 		if s.err != nil {
 			b.stats.CommitErrors.Add(1)
-		} else if t, ok := s.op.(*transferOp); ok {
-			for _, r := range t.results {
-				if r == TransferOK {
-					b.stats.Transfers.Add(1)
-				}
-			}
 		}
 		close(s.done)
+		if s.then != nil {
+			s.then(s.err)
+		}
 	}
 }
 
-func (b *Batcher) commitOps(ops []Op) error {
+func (b *Batcher) commitOps(ops []Op) (created int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	return CommitOps(ctx, b.store, ops, b.now().UnixNano())
+	return commitOps(ctx, b.store, ops, b.now().UnixNano())
 }

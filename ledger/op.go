@@ -55,6 +55,12 @@ type Row interface {
 	Scan(dest ...any) error
 }
 
+// ErrConflict is what an op returns (wrapped) when a row it read changed
+// under it in another process, so that its check no longer holds: the store
+// rolls back and runs the transaction again, as it does for the database's
+// own serialisation failures.
+var ErrConflict = errors.New("ledger: conflicting change by another process")
+
 // ErrNoRows is what Row.Scan returns when the query found nothing, whatever
 // the database.
 var ErrNoRows = errors.New("ledger: no rows")
@@ -79,9 +85,16 @@ func (o *transferOp) Finish(_ context.Context, _ Tx, r []TransferResult) error {
 // lock business rows in one order; where they still cross, PostgreSQL finds
 // the deadlock and the store runs the batch again.
 func CommitOps(ctx context.Context, st Store, ops []Op, now int64) error {
+	_, err := commitOps(ctx, st, ops, now)
+	return err
+}
+
+// commitOps is CommitOps that also says how many transfers it created.
+func commitOps(ctx context.Context, st Store, ops []Op, now int64) (created int, err error) {
 	ops = append([]Op(nil), ops...)
 	sort.SliceStable(ops, func(i, j int) bool { return firstKey(ops[i]) < firstKey(ops[j]) })
-	return st.Update(ctx, func(tx Tx) error {
+	err = st.Update(ctx, func(tx Tx) error {
+		created = 0
 		subs := make([][]Transfer, len(ops))
 		for i, op := range ops {
 			var err error
@@ -104,8 +117,18 @@ func CommitOps(ctx context.Context, st Store, ops []Op, now int64) error {
 		if err := tx.InsertTransfers(ctx, s.created); err != nil {
 			return err
 		}
-		return tx.UpdateAccounts(ctx, s.Changed())
+		created = len(s.created)
+		changed := s.Changed()
+		assertBalanced(s.before, changed)
+		if err := tx.UpdateAccounts(ctx, changed); err != nil {
+			return err
+		}
+		return assertWritten(ctx, tx, changed)
 	})
+	if err != nil {
+		created = 0
+	}
+	return created, err
 }
 
 func firstKey(op Op) string {

@@ -17,6 +17,7 @@ type State struct {
 
 	created       []Transfer
 	changed       map[int64]struct{}
+	before        map[int64]Account // as loaded, for the commit's assertions
 	lastTimestamp int64
 
 	// Undo log for the linked chain being applied.

@@ -159,8 +159,10 @@ func load(ctx context.Context, tx Tx, subs [][]Transfer) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.before = make(map[int64]Account, len(accounts))
 	for i := range accounts {
 		s.Accounts[accounts[i].ID] = &accounts[i]
+		s.before[accounts[i].ID] = accounts[i]
 	}
 	existing, err := tx.LoadTransfers(ctx, sortedUniqueStrings(ids))
 	if err != nil {

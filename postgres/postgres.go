@@ -194,11 +194,12 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // Update runs fn in one READ COMMITTED transaction and commits it. If the
 // database reports a serialisation failure, a deadlock or a unique violation
-// (another process committed the same transfer or account id first), the
-// transaction is rolled back and fn runs again from the start after a short
-// jittered pause, up to updateAttemptsMax times in all; then the last error
-// is returned. Any other error is returned at once; fn's own errors are
-// returned as fn returned them.
+// (another process committed the same transfer or account id first), or fn
+// reports ledger.ErrConflict, the transaction is rolled back and fn runs
+// again from the start after a short jittered pause, up to
+// updateAttemptsMax times in all; then the last error is returned. Any other
+// error is returned at once; fn's own errors are returned as fn returned
+// them.
 func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.update(ctx, fn)
@@ -234,6 +235,9 @@ func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
 // retryable reports whether err is a conflict with another transaction that
 // running the transaction again may resolve.
 func retryable(err error) bool {
+	if errors.Is(err, ledger.ErrConflict) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -152,7 +153,9 @@ func (s *Service) Create(ctx context.Context, m *identity.Merchant, p CreatePara
 		return nil, false, op.refusal
 	}
 	if op.existing != nil {
-		return op.existing, false, nil
+		// A request recovering its lost answer (idempotency.Recovering)
+		// finds the trade it created itself.
+		return op.existing, idempotency.Recovering(ctx), nil
 	}
 	return op.trade, true, nil
 }
@@ -182,6 +185,9 @@ type createOp struct {
 }
 
 func (o *createOp) Keys() []string { return []string{o.key} }
+
+// Applied says whether the op created the trade (ledger.Applier).
+func (o *createOp) Applied() bool { return o.existing == nil && o.refusal == nil }
 
 func (o *createOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
 	o.existing, o.refusal = nil, nil

@@ -43,7 +43,8 @@ func (s *Service) merchantMove(ctx context.Context, m *identity.Merchant, tradeN
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err
 	}
-	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: s.cfg.Clock.Now()}
+	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: s.cfg.Clock.Now(),
+		recoverable: true}
 	op.decide = func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
 		if e := merchantOwns(t, m.MerchantID); e != nil {
 			return change{refusal: e}, nil
@@ -62,7 +63,8 @@ func (s *Service) Confirm(ctx context.Context, u *identity.User, tradeNo string)
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err
 	}
-	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: s.cfg.Clock.Now()}
+	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: s.cfg.Clock.Now(),
+		recoverable: true}
 	op.decide = func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
 		if t.BuyerID == "" || t.BuyerID != u.UserID {
 			return refuse(zhifu.NotFound, "no trade %s", t.TradeNo), nil

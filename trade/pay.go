@@ -76,7 +76,7 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 	}
 	ch := payChange(t, who, now, s.ledgerID)
 	if t.Status != WaitBuyerPay && ch.refusal != nil {
-		return nil, ch.refusal
+		return recovered(ctx, t, ch.refusal)
 	}
 	if p.Method != MethodBalance && ch.refusal == nil {
 		return s.payByCard(ctx, u, t, p)
@@ -88,7 +88,7 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 }
 
 func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, now time.Time) (*Trade, error) {
-	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now,
+	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now, recoverable: true,
 		decide: func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
 			return payChange(t, who, now, s.ledgerID), nil
 		}}
@@ -255,7 +255,8 @@ func (s *Service) Collect(ctx context.Context, m *identity.Merchant, tradeNo, au
 		return nil, err
 	}
 	now := s.cfg.Clock.Now()
-	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo, "paycode:" + authCode}, now: now}
+	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo, "paycode:" + authCode}, now: now,
+		recoverable: true}
 	op.decide = func(ctx context.Context, q ledger.Querier, t *Trade) (change, error) {
 		if e := merchantOwns(t, m.MerchantID); e != nil {
 			return change{refusal: e}, nil

@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -53,8 +54,9 @@ func (s *Service) Refund(ctx context.Context, m *identity.Merchant, tradeNo stri
 	if err := s.do(ctx, op); err != nil {
 		return nil, false, err
 	}
-	// A new refund comes with the trade it changed; a repeated one alone.
-	return op.ch.refund, op.ch.trade != nil, nil
+	// A new refund comes with the trade it changed; a repeated one alone,
+	// unless it is this very request recovering its lost answer.
+	return op.ch.refund, op.ch.trade != nil || idempotency.Recovering(ctx), nil
 }
 
 // RefundQuery returns the refund out_request_no of merchant m's trade.

@@ -2,12 +2,14 @@ package trade
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/notify"
@@ -68,12 +70,21 @@ type moveOp struct {
 	// marked used there).
 	after func(ctx context.Context, q ledger.Querier) error
 
+	// recoverable marks a move that a request recovering its lost answer
+	// (idempotency.Recovering) may find already made by itself: the
+	// state table's refusal is then answered with the trade as it stands.
+	recoverable bool
+
 	// The outcome, reset by every Prepare because a batch may run again.
 	old *Trade
 	ch  change
 }
 
 func (o *moveOp) Keys() []string { return o.keys }
+
+// Applied says whether the move changed the trade, rather than recording a
+// refusal (ledger.Applier).
+func (o *moveOp) Applied() bool { return o.ch.refusal == nil && o.ch.trade != nil }
 
 func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
 	o.old, o.ch = nil, change{}
@@ -145,10 +156,33 @@ func (s *Service) do(ctx context.Context, op *moveOp) error {
 	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
 		return err
 	}
-	if op.ch.refusal != nil {
-		return op.ch.refusal
+	if op.ch.refusal == nil {
+		return nil
 	}
-	return nil
+	if op.recoverable {
+		if t, err := recovered(ctx, op.old, op.ch.refusal); err == nil {
+			op.ch = change{trade: t}
+			return nil
+		}
+	}
+	return op.ch.refusal
+}
+
+// recovered answers a move refused by the state table as made, with trade
+// t as it stands, when the request is recovering the lost answer of an
+// earlier run of itself that committed (idempotency.Recovering): that run
+// made the move the table now refuses as already made. Otherwise it
+// returns refusal.
+func recovered(ctx context.Context, t *Trade, refusal error) (*Trade, error) {
+	var e *zhifu.Error
+	if t == nil || !idempotency.Recovering(ctx) || !errors.As(refusal, &e) {
+		return nil, refusal
+	}
+	switch e.Code {
+	case zhifu.TradeHasSuccess, zhifu.TradeHasClose, zhifu.TradeStatusError:
+		return t, nil
+	}
+	return nil, refusal
 }
 
 // merchantOwns refuses a trade of another merchant as if it did not exist.
