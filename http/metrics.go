@@ -59,7 +59,7 @@ func batcherCollectors(st *ledger.BatcherStats) []prometheus.Collector {
 	return []prometheus.Collector{
 		counter("zhifu_ledger_batches_total", "Ledger batches committed or failed.",
 			func() float64 { return float64(st.Batches.Load()) }),
-		counter("zhifu_ledger_transfers_total", "Transfers in batches that committed.",
+		counter("zhifu_ledger_transfers_total", "Transfers committed by every kind of change: deposits, payments, refunds, withdrawals, the ledger API.",
 			func() float64 { return float64(st.Transfers.Load()) }),
 		counter("zhifu_ledger_commit_errors_total", "Ledger batches whose commit failed.",
 			func() float64 { return float64(st.CommitErrors.Load()) }),

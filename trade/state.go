@@ -1,7 +1,11 @@
-// Package trade holds the trade state machine: a table of which event moves
-// a trade from which status to which, for instant and escrow trades, and the
-// error each forbidden move answers. It is pure: no database, no clock. The
-// service that stores trades asks it before every change.
+// Package trade is trades: the state machine as a pure table of which
+// event moves a trade from which status to which, for instant and escrow
+// trades, and the error each forbidden move answers (state.go, with no
+// database and no clock); the pure rules of each move, which decide the
+// new trade and its ledger transfer (rules.go); and the service that
+// stores trades and runs those rules inside ledger batches: create, pay,
+// collect, ship, confirm, close, refund, payment codes, bills, and the
+// durable timers that close unpaid trades and finish confirmed ones.
 package trade
 
 import "zhifu"

@@ -146,6 +146,11 @@ func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool
 // moved the trade without that lock, and the op fails rather than overwrite
 // them (the batcher then runs it again, alone, on fresh rows).
 func saveTrade(ctx context.Context, q ledger.Querier, old, t *Trade) error {
+	if old.Status.Final() && t.Status != old.Status {
+		// The state table never moves a final trade; a rule that did is a
+		// bug, and saving it could pay a finished trade twice.
+		panic(fmt.Sprintf("trade: %s would leave final status %s for %s", t.TradeNo, old.Status, t.Status))
+	}
 	n, err := q.Exec(ctx, `UPDATE trades SET status = ?, buyer_id = ?, buyer_pay_amount = ?,
 		refunded_amount = ?, logistics_company = ?, tracking_no = ?, refunds_open = ?, paid_at = ?,
 		shipped_at = ?, finished_at = ?, closed_at = ?, confirm_due = ?

@@ -29,10 +29,19 @@ const benchClients = 64
 // Setting ZHIFU_BENCH_CPUPROFILE=prefix writes a CPU profile of the timed
 // loop alone to prefix-<backend>.prof (go test -cpuprofile would mostly
 // show the set-up's password hashing).
-func BenchmarkPaidTrades(b *testing.B) {
+func BenchmarkPaidTrades(b *testing.B) { benchPaidTrades(b, false) }
+
+// BenchmarkPaidTradesKeyed is BenchmarkPaidTrades with an Idempotency-Key
+// on the create and on the pay, as a careful client sends them.
+//
+//	go test -run '^$' -bench PaidTradesKeyed -benchtime 5000x ./cmd/zhifu
+func BenchmarkPaidTradesKeyed(b *testing.B) { benchPaidTrades(b, true) }
+
+func benchPaidTrades(b *testing.B, keyed bool) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
 			bench := newTradeBench(b, backend)
+			bench.keyed = keyed
 			if prefix := testGetenv("ZHIFU_BENCH_CPUPROFILE"); prefix != "" && b.N > 1 {
 				f, err := os.Create(prefix + "-" + backend + ".prof")
 				if err != nil {
@@ -56,6 +65,7 @@ type tradeBench struct {
 	client *http.Client
 	mk     merchantKey
 	buyers []string // session tokens
+	keyed  bool     // send an Idempotency-Key with every create and pay
 }
 
 func newTradeBench(b *testing.B, backend string) *tradeBench {
@@ -127,11 +137,19 @@ func (tb *tradeBench) must(b *testing.B, method, path, auth, body string, out an
 
 // call sends one request and fails unless it answers 2xx.
 func (tb *tradeBench) call(method, path, auth, body string, out any) error {
+	return tb.callKeyed(method, path, auth, "", body, out)
+}
+
+// callKeyed is call with an Idempotency-Key, unless key is "".
+func (tb *tradeBench) callKeyed(method, path, auth, key, body string, out any) error {
 	req, err := http.NewRequest(method, tb.url+path, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
@@ -160,13 +178,17 @@ func (tb *tradeBench) pair(seq int64, buyer string) error {
 	var tr struct {
 		TradeNo string `json:"trade_no"`
 	}
-	if err := tb.call("POST", "/v1/trades", auth, body, &tr); err != nil {
+	createKey, payKey := "", ""
+	if tb.keyed {
+		createKey, payKey = fmt.Sprint("create-", seq), fmt.Sprint("pay-", seq)
+	}
+	if err := tb.callKeyed("POST", "/v1/trades", auth, createKey, body, &tr); err != nil {
 		return err
 	}
 	var paid struct {
 		Status string `json:"status"`
 	}
-	if err := tb.call("POST", "/v1/trades/"+tr.TradeNo+"/pay", "Bearer "+buyer, `{"method":"balance"}`, &paid); err != nil {
+	if err := tb.callKeyed("POST", "/v1/trades/"+tr.TradeNo+"/pay", "Bearer "+buyer, payKey, `{"method":"balance"}`, &paid); err != nil {
 		return err
 	}
 	if paid.Status != "TRADE_SUCCESS" {
