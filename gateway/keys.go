@@ -113,6 +113,9 @@ func (k *Keys) Sign(content []byte) (string, error) {
 	k.mu.RLock()
 	priv := k.priv
 	k.mu.RUnlock()
+	if priv == nil {
+		return "", errors.New("gateway: no platform key loaded")
+	}
 	return SignRSA2(priv, content)
 }
 
