@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -191,4 +192,40 @@ func FuzzReadRequest(f *testing.F) {
 			ParseCall(values, time.Now())
 		}
 	})
+}
+
+// TestRefusalSignaturesMemoized: a repeated refusal reuses its signature,
+// a rotated key signs afresh, and the memo stays within its bound.
+func TestRefusalSignaturesMemoized(t *testing.T) {
+	priv, _, _ := newKey(t)
+	keys := &Keys{id: "pk_a", priv: priv}
+	s := New(Config{Keys: keys, Clock: fixedClock(time.Now())})
+	stranger := Request{Query: url.Values{"method": {"alipay.trade.query"}}}
+	first := s.Handle(context.Background(), stranger)
+	if again := s.Handle(context.Background(), stranger); string(again) != string(first) {
+		t.Fatalf("a repeated refusal changed: %s then %s", first, again)
+	}
+	other, _, _ := newKey(t)
+	keys.mu.Lock()
+	keys.id, keys.priv = "pk_b", other
+	keys.mu.Unlock()
+	var raw map[string]json.RawMessage
+	json.Unmarshal(s.Handle(context.Background(), stranger), &raw)
+	var sig string
+	json.Unmarshal(raw["sign"], &sig)
+	if err := VerifyRSA2(&other.PublicKey, raw["alipay_trade_query_response"], sig); err != nil {
+		t.Fatalf("after rotation the refusal is not signed with the new key: %v", err)
+	}
+	s.sigMu.Lock()
+	for i := range refusalSigsMax {
+		s.refusalSigs[fmt.Sprint(i)] = "x"
+	}
+	s.sigMu.Unlock()
+	s.Handle(context.Background(), Request{Query: url.Values{"sign": {"a"}}, Body: url.Values{"sign": {"b"}}})
+	s.sigMu.Lock()
+	n := len(s.refusalSigs)
+	s.sigMu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d memoized signatures after one past the bound of %d, want 1", n, refusalSigsMax)
+	}
 }

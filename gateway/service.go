@@ -38,7 +38,16 @@ type Service struct {
 
 	mu   sync.Mutex
 	keys map[string]appKey // merchant id → parsed app public key
+
+	sigMu       sync.Mutex
+	refusalSigs map[string]string // key id + "\x00" + node → signature
 }
+
+// refusalSigsMax bounds the memo of refusal signatures. Refusals made
+// before the caller is known cost anyone an RSA signature (milliseconds of
+// CPU) for nothing; their nodes mostly repeat, and RSA2 (PKCS#1 v1.5)
+// signatures are deterministic, so a repeated refusal reuses its signature.
+const refusalSigsMax = 1024
 
 type appKey struct {
 	raw string
@@ -53,7 +62,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, keys: make(map[string]appKey)}
+	s := &Service{cfg: cfg, keys: make(map[string]appKey), refusalSigs: make(map[string]string)}
 	s.methods = map[string]method{
 		"alipay.trade.create":                            s.create,
 		"alipay.trade.precreate":                         s.precreate,
@@ -121,7 +130,33 @@ func (s *Service) refuse(method, appID string, e *Error) []byte {
 	s.cfg.Logger.Warn("gateway: refused", slog.String("app_id", truncate(appID, 32)),
 		slog.String("method", truncate(method, 64)), slog.String("sub_code", e.SubCode))
 	node, _ := Node(nil, e)
-	return EncodeResponse(method, node, s.sign(node))
+	return EncodeResponse(method, node, s.signRefusal(node))
+}
+
+// signRefusal is sign, memoized per platform key: the signature covers the
+// node only, not the method name around it, so equal nodes share one.
+func (s *Service) signRefusal(node []byte) string {
+	if s.cfg.Keys == nil {
+		return ""
+	}
+	s.sigMu.Lock()
+	sig, ok := s.refusalSigs[s.cfg.Keys.KeyID()+"\x00"+string(node)]
+	s.sigMu.Unlock()
+	if ok {
+		return sig
+	}
+	id, sig, err := s.cfg.Keys.signKeyed(node)
+	if err != nil {
+		s.cfg.Logger.Error("gateway: sign", slog.Any("err", err))
+		return ""
+	}
+	s.sigMu.Lock()
+	if len(s.refusalSigs) >= refusalSigsMax {
+		clear(s.refusalSigs)
+	}
+	s.refusalSigs[id+"\x00"+string(node)] = sig
+	s.sigMu.Unlock()
+	return sig
 }
 
 // sign signs a response node with the platform's key, or returns "" (an

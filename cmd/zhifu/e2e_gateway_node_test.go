@@ -47,7 +47,15 @@ func gwNode(t *testing.T) string {
 		t.Fatalf("node is required for the Node.js SDK test: %v", err)
 	}
 	gwNodeOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(gwNodeDir, "node_modules", "alipay-sdk", "package.json")); err == nil {
+		// npm writes node_modules/.package-lock.json when an install
+		// completes: without it, or older than the lock file, install.
+		lock, err := os.Stat(filepath.Join(gwNodeDir, "package-lock.json"))
+		if err != nil {
+			gwNodeOnce.err = err
+			return
+		}
+		if done, err := os.Stat(filepath.Join(gwNodeDir, "node_modules", ".package-lock.json")); err == nil &&
+			!done.ModTime().Before(lock.ModTime()) {
 			return
 		}
 		npm, err := exec.LookPath("npm")
@@ -59,9 +67,12 @@ func gwNode(t *testing.T) string {
 		defer cancel()
 		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
 		cmd.Dir = gwNodeDir
+		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			gwNodeOnce.err = fmt.Errorf("npm ci in %s: %v\n%s", gwNodeDir, err, out)
+			return
 		}
+		t.Logf("npm ci took %v", time.Since(start).Round(time.Millisecond))
 	})
 	if gwNodeOnce.err != nil {
 		t.Fatal(gwNodeOnce.err)

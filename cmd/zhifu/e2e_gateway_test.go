@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -350,14 +349,6 @@ func TestGatewayRefusals(t *testing.T) {
 	})
 }
 
-func gwWantSDKError(t *testing.T, what string, err error, code, sub string) {
-	t.Helper()
-	var ae *alipay.Error
-	if err == nil || !errorsAs(err, &ae) || string(ae.Code) != code || ae.SubCode != sub {
-		t.Fatalf("%s: %v, want %s %s", what, err, code, sub)
-	}
-}
-
 func gwSign(t *testing.T, privPEM string, v url.Values) string {
 	t.Helper()
 	block, _ := pem.Decode([]byte(privPEM))
@@ -418,9 +409,6 @@ func TestGatewayNotifications(t *testing.T) {
 		}
 	})
 }
-
-// errorsAs is errors.As, named apart from the test's own helpers.
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 // TestGatewayKeyRotation: after an operator rotates the platform key, SDKs
 // still holding the old public key refuse the answers, and the new key,
