@@ -113,7 +113,23 @@ func (k *Keys) Sign(content []byte) (string, error) {
 	k.mu.RLock()
 	priv := k.priv
 	k.mu.RUnlock()
+	if priv == nil {
+		return "", errors.New("gateway: no platform key loaded")
+	}
 	return SignRSA2(priv, content)
+}
+
+// signKeyed signs content with the active private key and names the key
+// it used, read together so a rotation in between cannot mismatch them.
+func (k *Keys) signKeyed(content []byte) (id, sig string, err error) {
+	k.mu.RLock()
+	id, priv := k.id, k.priv
+	k.mu.RUnlock()
+	if priv == nil {
+		return "", "", errors.New("gateway: no platform key loaded")
+	}
+	sig, err = SignRSA2(priv, content)
+	return id, sig, err
 }
 
 // replace generates a key pair and stores it as the active one, retiring

@@ -1,8 +1,9 @@
-// Package gateway speaks the Alipay Open Platform protocol at POST
-// /gateway.do, so that merchants' existing Alipay SDKs work against zhifu
-// unchanged: form-encoded requests signed RSA2 with the merchant's key,
-// JSON responses signed with the platform's key over the exact bytes of the
-// response node, Alipay's result codes, yuan strings and Beijing time.
+// Package gateway speaks the Alipay Open Platform protocol at /gateway.do,
+// so that merchants' existing Alipay SDKs work against zhifu unchanged:
+// requests by GET or POST with their parameters in the query string, the
+// form body or both, signed RSA2 with the merchant's key; JSON responses,
+// refusals included, signed with the platform's key over the exact bytes of
+// the response node; Alipay's result codes, yuan strings and Beijing time.
 //
 // Gateway trades are the native API's trades: the gateway only translates
 // and calls the trade service.
@@ -79,9 +80,10 @@ type Call struct {
 }
 
 // ResponseName is the JSON key of a method's response node:
-// alipay.trade.query → alipay_trade_query_response.
+// alipay.trade.query → alipay_trade_query_response. A call that names no
+// method, or nothing that looks like one, is answered as error_response.
 func ResponseName(method string) string {
-	if method == "" {
+	if !methodName.MatchString(method) {
 		return "error_response"
 	}
 	return strings.ReplaceAll(method, ".", "_") + "_response"
@@ -110,6 +112,12 @@ func ParseCall(values url.Values, now time.Time) (*Call, *Error) {
 	if f := values.Get("format"); f != "" && !strings.EqualFold(f, "JSON") {
 		return c, errorf(CodeInvalidArguments, "isv.invalid-format", "format must be JSON")
 	}
+	if values.Get("app_auth_token") != "" {
+		// An ISV's call on behalf of another merchant: zhifu has no such
+		// delegation, and acting as the ISV's own app would pay the wrong
+		// merchant.
+		return c, errorf(CodeInvalidArguments, "aop.invalid-app-auth-token", "app_auth_token is not supported")
+	}
 	if values.Get("version") != "1.0" {
 		return c, errorf(CodeInvalidArguments, "isv.invalid-version", "version must be 1.0")
 	}
@@ -135,8 +143,9 @@ func ParseCall(values url.Values, now time.Time) (*Call, *Error) {
 }
 
 // EncodeResponse writes {"<method>_response":<node>,"sign":"…"} where the
-// signature covers the exact bytes of node as written. sign may be empty for
-// errors answered before an app is known, as Alipay does.
+// signature covers the exact bytes of node as written. sign is last, where
+// the SDKs that cut the node out of the answer's text look for it; it is
+// left out only when there is no key to sign with.
 func EncodeResponse(method string, node []byte, sign string) []byte {
 	var b strings.Builder
 	b.WriteString(`{"`)

@@ -75,6 +75,7 @@ func TestParseCallRefusals(t *testing.T) {
 		{"bad time", "timestamp", "2026/01/01", "isv.invalid-timestamp"},
 		{"bad biz", "biz_content", `{"a":`, "isv.invalid-parameter"},
 		{"array biz", "biz_content", `[1]`, "isv.invalid-parameter"},
+		{"app auth token", "app_auth_token", "202401BB", "aop.invalid-app-auth-token"},
 	}
 	if _, err := ParseCall(good, now); err != nil {
 		t.Fatalf("good call refused: %v", err)

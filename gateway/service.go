@@ -38,7 +38,16 @@ type Service struct {
 
 	mu   sync.Mutex
 	keys map[string]appKey // merchant id → parsed app public key
+
+	sigMu       sync.Mutex
+	refusalSigs map[string]string // key id + "\x00" + node → signature
 }
+
+// refusalSigsMax bounds the memo of refusal signatures. Refusals made
+// before the caller is known cost anyone an RSA signature (milliseconds of
+// CPU) for nothing; their nodes mostly repeat, and RSA2 (PKCS#1 v1.5)
+// signatures are deterministic, so a repeated refusal reuses its signature.
+const refusalSigsMax = 1024
 
 type appKey struct {
 	raw string
@@ -53,7 +62,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, keys: make(map[string]appKey)}
+	s := &Service{cfg: cfg, keys: make(map[string]appKey), refusalSigs: make(map[string]string)}
 	s.methods = map[string]method{
 		"alipay.trade.create":                            s.create,
 		"alipay.trade.precreate":                         s.precreate,
@@ -71,11 +80,19 @@ func New(cfg Config) *Service {
 // Keys returns the platform key pair.
 func (s *Service) Keys() *Keys { return s.cfg.Keys }
 
-// Handle answers one gateway request given its form values and returns the
-// response body. Refusals before the caller is known (malformed request,
-// unknown app, bad signature) are answered unsigned, as Alipay does; every
-// answer to a verified merchant is signed.
-func (s *Service) Handle(ctx context.Context, values url.Values) []byte {
+// Handle answers one gateway request and returns the response body.
+//
+// Every answer is signed with the platform's key, refusals included, those
+// made before the caller is known (malformed request, unknown app_id, bad
+// signature) as well: Alipay's gateway signs those too, and SDKs that verify
+// answers (the Node.js SDK with validateSign) throw on an unsigned one
+// instead of reporting its sub_code. The platform's key is one for every
+// app, so there is always a key to sign with.
+func (s *Service) Handle(ctx context.Context, req Request) []byte {
+	values, perr := req.Params()
+	if perr != nil {
+		return s.refuse(req.Method(), "", perr)
+	}
 	now := s.cfg.Clock.Now()
 	call, perr := ParseCall(values, now)
 	if perr != nil {
@@ -105,23 +122,61 @@ func (s *Service) Handle(ctx context.Context, values url.Values) []byte {
 		s.cfg.Logger.Error("gateway: encode", slog.Any("err", err))
 		return s.refuse(call.Method, call.AppID, errorf(CodeUnavailable, "aop.unknow-error", "system error"))
 	}
-	sig, err := s.cfg.Keys.Sign(node)
-	if err != nil {
-		s.cfg.Logger.Error("gateway: sign", slog.Any("err", err))
-		sig = ""
-	}
-	return EncodeResponse(call.Method, node, sig)
+	return EncodeResponse(call.Method, node, s.sign(node))
 }
 
-// refuse answers without a signature and logs why (never the signature).
+// refuse answers a refusal, signed, and logs why (never the signature).
 func (s *Service) refuse(method, appID string, e *Error) []byte {
 	s.cfg.Logger.Warn("gateway: refused", slog.String("app_id", truncate(appID, 32)),
 		slog.String("method", truncate(method, 64)), slog.String("sub_code", e.SubCode))
 	node, _ := Node(nil, e)
-	return EncodeResponse(method, node, "")
+	return EncodeResponse(method, node, s.signRefusal(node))
 }
 
-// verify checks the request's RSA2 signature with the merchant's key.
+// signRefusal is sign, memoized per platform key: the signature covers the
+// node only, not the method name around it, so equal nodes share one.
+func (s *Service) signRefusal(node []byte) string {
+	if s.cfg.Keys == nil {
+		return ""
+	}
+	s.sigMu.Lock()
+	sig, ok := s.refusalSigs[s.cfg.Keys.KeyID()+"\x00"+string(node)]
+	s.sigMu.Unlock()
+	if ok {
+		return sig
+	}
+	id, sig, err := s.cfg.Keys.signKeyed(node)
+	if err != nil {
+		s.cfg.Logger.Error("gateway: sign", slog.Any("err", err))
+		return ""
+	}
+	s.sigMu.Lock()
+	if len(s.refusalSigs) >= refusalSigsMax {
+		clear(s.refusalSigs)
+	}
+	s.refusalSigs[id+"\x00"+string(node)] = sig
+	s.sigMu.Unlock()
+	return sig
+}
+
+// sign signs a response node with the platform's key, or returns "" (an
+// unsigned answer) if it cannot.
+func (s *Service) sign(node []byte) string {
+	if s.cfg.Keys == nil {
+		return ""
+	}
+	sig, err := s.cfg.Keys.Sign(node)
+	if err != nil {
+		s.cfg.Logger.Error("gateway: sign", slog.Any("err", err))
+		return ""
+	}
+	return sig
+}
+
+// verify checks the request's RSA2 signature with the merchant's key, over
+// every parameter of the query string and the body but sign. sign_type is
+// signed: Alipay's rule for requests keeps it, and every SDK signs it (its
+// rule for notifications leaves it out).
 func (s *Service) verify(m *identity.Merchant, values url.Values) *Error {
 	if m.AppPublicKey == "" {
 		return errorf(CodeNoPermission, "isv.insufficient-isv-permissions", "the merchant has registered no app public key")

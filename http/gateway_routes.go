@@ -11,6 +11,7 @@ import (
 // gatewayRoutes registers the Alipay-compatible gateway, the signed bill
 // download links it hands out, and the cashier page its QR codes open.
 func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
+	mux.HandleFunc("GET /gateway.do", s.handleGateway)
 	mux.HandleFunc("POST /gateway.do", s.handleGateway)
 	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
 	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
@@ -31,16 +32,11 @@ func (s *Server) handleRotateKeys(w nethttp.ResponseWriter, r *nethttp.Request) 
 }
 
 // handleGateway answers in Alipay's format even for a malformed request:
-// Alipay SDKs read only that format.
+// Alipay SDKs read only that format. Parameters come from the query string
+// and, on POST, the form body, as Alipay's gateway takes them.
 func (s *Server) handleGateway(w nethttp.ResponseWriter, r *nethttp.Request) {
 	r.Body = nethttp.MaxBytesReader(w, r.Body, gateway.BodyBytesMax)
-	var body []byte
-	if err := r.ParseForm(); err != nil {
-		s.logger.Warn("gateway: unreadable form", slog.Any("err", err))
-		body = s.svc.Gateway.Handle(r.Context(), nil)
-	} else {
-		body = s.svc.Gateway.Handle(r.Context(), r.PostForm)
-	}
+	body := s.svc.Gateway.Handle(r.Context(), gateway.ReadRequest(r))
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
 	w.Write(body)
 }

@@ -6,8 +6,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,10 +31,11 @@ var gwBeijing = time.FixedZone("CST", 8*3600)
 // gwApp is a merchant set up for the gateway: its key pair, its app id, the
 // SDK client pointed at the platform, and its native API key.
 type gwApp struct {
-	appID   string
-	privPEM string
-	client  *alipay.Client
-	mk      merchantKey
+	appID       string
+	privPEM     string
+	platformPub string // the platform's public key, base64 DER
+	client      *alipay.Client
+	mk          merchantKey
 }
 
 func gwKeyPair(t *testing.T) (privPEM, pubB64 string) { return gwKeyPairTB(t) }
@@ -66,7 +67,7 @@ func gwNewApp(t *testing.T, w *trWorld, seller trUser, notifyURL string) *gwApp 
 	if s := w.admin("POST", "/v1/merchants", body, &m); s != http.StatusCreated || m.AlipayPublicKey == "" {
 		t.Fatalf("create merchant: %d %+v", s, m)
 	}
-	return &gwApp{appID: m.AppID, privPEM: privPEM, client: gwClient(t, w.url, m.AppID, privPEM, m.AlipayPublicKey),
+	return &gwApp{appID: m.AppID, privPEM: privPEM, platformPub: m.AlipayPublicKey, client: gwClient(t, w.url, m.AppID, privPEM, m.AlipayPublicKey),
 		mk: merchantKey{id: m.MerchantID, secret: m.Secret}}
 }
 
@@ -289,15 +290,19 @@ func TestGatewayRefusals(t *testing.T) {
 			AlipayPublicKey string `json:"alipay_public_key"`
 		}
 		e.merchant(app.mk, "GET", "/v1/merchant", nil, &platformPub)
+		// Refusals before the caller is known are signed with the platform
+		// key too, as Alipay's are: the SDK verifies them and reports the code.
 		forged := gwClient(t, w.url, app.appID, otherPriv, platformPub.AlipayPublicKey)
 		pay := alipay.TradePay{Trade: alipay.Trade{OutTradeNo: "gwforged", Subject: "x", TotalAmount: "10.00"},
 			Scene: "bar_code", AuthCode: gwPaycode(t, w, buyer)}
-		_, err := forged.TradePay(ctx, pay)
-		gwWantSDKError(t, "bad signature", err, "40002", "isv.invalid-signature")
+		fr, err := forged.TradePay(ctx, pay)
+		gwNoErr(t, "bad signature", err)
+		gwWantCode(t, "bad signature", fr.Error, "40002", "isv.invalid-signature")
 
 		stranger := gwClient(t, w.url, "2021999999999999", app.privPEM, platformPub.AlipayPublicKey)
-		_, err = stranger.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "x"})
-		gwWantSDKError(t, "unknown app", err, "40002", "isv.invalid-app-id")
+		sq, err := stranger.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "x"})
+		gwNoErr(t, "unknown app", err)
+		gwWantCode(t, "unknown app", sq.Error, "40002", "isv.invalid-app-id")
 
 		raw := func(mutate func(v url.Values), tamper ...func(v url.Values)) map[string]any {
 			v := url.Values{"app_id": {app.appID}, "method": {"alipay.trade.pay"}, "charset": {"utf-8"},
@@ -322,6 +327,9 @@ func TestGatewayRefusals(t *testing.T) {
 			if node["code"] != code || node["sub_code"] != sub {
 				t.Fatalf("%s: %v, want %s %s", what, resp, code, sub)
 			}
+			if resp["sign"] == nil {
+				t.Fatalf("%s: the refusal is unsigned: %v", what, resp)
+			}
 		}
 		wantRaw("unknown method", raw(func(v url.Values) { v.Set("method", "alipay.trade.teleport") }),
 			"alipay_trade_teleport_response", "40002", "isv.invalid-method")
@@ -339,14 +347,6 @@ func TestGatewayRefusals(t *testing.T) {
 		}
 		w.checkLedger()
 	})
-}
-
-func gwWantSDKError(t *testing.T, what string, err error, code, sub string) {
-	t.Helper()
-	var ae *alipay.Error
-	if err == nil || !errorsAs(err, &ae) || string(ae.Code) != code || ae.SubCode != sub {
-		t.Fatalf("%s: %v, want %s %s", what, err, code, sub)
-	}
 }
 
 func gwSign(t *testing.T, privPEM string, v url.Values) string {
@@ -410,9 +410,6 @@ func TestGatewayNotifications(t *testing.T) {
 	})
 }
 
-// errorsAs is errors.As, named apart from the test's own helpers.
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
 // TestGatewayKeyRotation: after an operator rotates the platform key, SDKs
 // still holding the old public key refuse the answers, and the new key,
 // shown on the merchant's profile, verifies them.
@@ -445,5 +442,196 @@ func TestGatewayKeyRotation(t *testing.T) {
 		if q, err := fresh.TradeQuery(ctx, alipay.TradeQuery{OutTradeNo: "none"}); err != nil || q.SubCode != "ACQ.TRADE_NOT_EXIST" {
 			t.Fatalf("after rotation with the new key: %v %+v", err, q)
 		}
+	})
+}
+
+// gwCall is one hand-made gateway request: the parameters to put in the
+// URL's query string and those to put in a form body (none: GET), signed
+// over their union as Alipay's SDKs sign.
+type gwCall struct {
+	query, body url.Values
+	get         bool
+	contentType string // default application/x-www-form-urlencoded;charset=utf-8
+	rawBody     string // sent instead of body when set
+}
+
+// gwCommon are the common parameters of a call to method by app.
+func gwCommon(app *gwApp, method string) url.Values {
+	return url.Values{"app_id": {app.appID}, "method": {method}, "charset": {"utf-8"}, "format": {"JSON"},
+		"sign_type": {"RSA2"}, "timestamp": {time.Now().In(gwBeijing).Format("2006-01-02 15:04:05")},
+		"version": {"1.0"}}
+}
+
+// sign signs the union of query and body with privPEM (the query's value
+// where both have one), putting sign in the query string.
+func (c *gwCall) sign(t *testing.T, privPEM string) *gwCall {
+	t.Helper()
+	all := url.Values{}
+	for _, vs := range []url.Values{c.query, c.body} {
+		for k, v := range vs {
+			if !all.Has(k) {
+				all[k] = v
+			}
+		}
+	}
+	c.query.Set("sign", gwSign(t, privPEM, all))
+	return c
+}
+
+// send makes the request and returns the answer, after checking it is
+// HTTP 200, carries a sign, and that sign verifies with the platform's key
+// over the exact bytes of the node named name.
+func (c *gwCall) send(t *testing.T, w *trWorld, app *gwApp, name string) map[string]any {
+	t.Helper()
+	method, body := "POST", c.rawBody
+	if c.get {
+		method = "GET"
+	} else if body == "" {
+		body = c.body.Encode()
+	}
+	h := http.Header{}
+	if !c.get {
+		ct := c.contentType
+		if ct == "" {
+			ct = "application/x-www-form-urlencoded;charset=utf-8"
+		}
+		h.Set("Content-Type", ct)
+	}
+	s, _, b := w.request(method, "/gateway.do?"+c.query.Encode(), h, body)
+	if s != http.StatusOK {
+		t.Fatalf("gateway answered HTTP %d: %s", s, b)
+	}
+	return gwVerified(t, app.platformPub, b, name)
+}
+
+// gwVerified checks that answer b has a node called name signed with the
+// platform key, and returns the node.
+func gwVerified(t *testing.T, platformPub string, b []byte, name string) map[string]any {
+	t.Helper()
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatalf("answer is not JSON: %v: %s", err, b)
+	}
+	var sig string
+	if json.Unmarshal(raw["sign"], &sig); sig == "" || raw[name] == nil {
+		t.Fatalf("answer lacks a sign or %s: %s", name, b)
+	}
+	pub, err := gateway.ParsePublicKey(platformPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.VerifyRSA2(pub, raw[name], sig); err != nil {
+		t.Fatalf("answer's sign does not verify with the platform key: %v: %s", err, b)
+	}
+	var node map[string]any
+	decode(t, raw[name], &node)
+	return node
+}
+
+func gwWantNode(t *testing.T, what string, node map[string]any, code, sub string) {
+	t.Helper()
+	gotSub, _ := node["sub_code"].(string)
+	if node["code"] != code || gotSub != sub {
+		t.Fatalf("%s: %v, want %s %s", what, node, code, sub)
+	}
+	if msg, _ := node["sub_msg"].(string); sub != "" && msg == "" {
+		t.Fatalf("%s: no sub_msg: %v", what, node)
+	}
+}
+
+// TestGatewayQueryAndGet: the common parameters may come in the URL's
+// query string and the rest in the body, or everything in the query string
+// of a GET, as Alipay's SDKs send them; the signature covers the union. A
+// parameter given twice with different values, a body that is not a UTF-8
+// form, and an oversized body are refused; every answer, refusals before
+// the app is known included, is signed with the platform's key.
+func TestGatewayQueryAndGet(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		w := newTrWorld(t, e)
+		app := gwNewApp(t, w, w.seller, "")
+		out := fmt.Sprintf("gwqs%d", trSeq.Add(1))
+		biz := func(v string) url.Values { return url.Values{"biz_content": {v}} }
+		create := `{"out_trade_no":"` + out + `","total_amount":"6.60","subject":"Bun"}`
+
+		// POST: common parameters in the query string, biz_content in the body.
+		c := (&gwCall{query: gwCommon(app, "alipay.trade.create"), body: biz(create)}).sign(t, app.privPEM)
+		node := c.send(t, w, app, "alipay_trade_create_response")
+		gwWantNode(t, "create, split", node, "10000", "")
+		tradeNo, _ := node["trade_no"].(string)
+		var native map[string]any
+		if s := e.merchant(app.mk, "GET", "/v1/trades/"+tradeNo, nil, &native); s != 200 || native["out_trade_no"] != out {
+			t.Fatalf("native read of the trade: %d %v", s, native)
+		}
+
+		// GET: everything in the query string.
+		q := gwCommon(app, "alipay.trade.query")
+		q.Set("biz_content", `{"out_trade_no":"`+out+`"}`)
+		node = (&gwCall{query: q, get: true}).sign(t, app.privPEM).send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "query, GET", node, "10000", "")
+		if node["trade_no"] != tradeNo || node["trade_status"] != "WAIT_BUYER_PAY" {
+			t.Fatalf("query, GET: %v", node)
+		}
+
+		// POST with an empty body: everything in the query string.
+		q = gwCommon(app, "alipay.trade.query")
+		q.Set("biz_content", `{"trade_no":"`+tradeNo+`"}`)
+		node = (&gwCall{query: q}).sign(t, app.privPEM).send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "query, POST without a body", node, "10000", "")
+
+		// A parameter in both places: the same value is one parameter; a
+		// different one is refused, whichever the signature covers.
+		dup := gwCommon(app, "alipay.trade.query")
+		node = (&gwCall{query: dup, body: url.Values{"biz_content": {`{"trade_no":"` + tradeNo + `"}`},
+			"app_id": {app.appID}}}).sign(t, app.privPEM).send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "app_id twice, same value", node, "10000", "")
+		other := fmt.Sprintf("gwqo%d", trSeq.Add(1))
+		c = &gwCall{query: gwCommon(app, "alipay.trade.create"), body: biz(create)}
+		c.query.Set("biz_content", strings.Replace(create, out, other, 1))
+		node = c.sign(t, app.privPEM).send(t, w, app, "alipay_trade_create_response")
+		gwWantNode(t, "biz_content twice, different values", node, "40002", "isv.invalid-parameter")
+		c = &gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz(`{"trade_no":"` + tradeNo + `"}`)}
+		c.sign(t, app.privPEM)
+		c.body.Set("method", "alipay.trade.close")
+		node = c.send(t, w, app, "error_response")
+		gwWantNode(t, "method twice, different values", node, "40002", "isv.invalid-parameter")
+		var qs map[string]any
+		if s := e.merchant(app.mk, "GET", "/v1/trades?out_trade_no="+other, nil, &qs); s != http.StatusNotFound {
+			t.Fatalf("a refused conflicting create made a trade: %d %v", s, qs)
+		}
+
+		// Refusals before the app is known are signed all the same.
+		c = &gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz(`{}`)}
+		c.query.Del("method")
+		node = c.sign(t, app.privPEM).send(t, w, app, "error_response")
+		gwWantNode(t, "no method", node, "40001", "isv.missing-method")
+		c = &gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz(`{}`)}
+		c.query.Set("app_id", "2021999999999999")
+		node = c.sign(t, app.privPEM).send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "unknown app", node, "40002", "isv.invalid-app-id")
+		c = (&gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz(`{"trade_no":"` + tradeNo + `"}`)}).sign(t, app.privPEM)
+		c.query.Set("timestamp", time.Now().Add(-time.Minute).In(gwBeijing).Format("2006-01-02 15:04:05"))
+		node = c.send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "query parameter changed after signing", node, "40002", "isv.invalid-signature")
+
+		// The body must be a UTF-8 form within the limit.
+		c = (&gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz(`{"trade_no":"` + tradeNo + `"}`),
+			contentType: "application/x-www-form-urlencoded; charset=GBK"}).sign(t, app.privPEM)
+		node = c.send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "GBK body", node, "40002", "isv.invalid-charset")
+		c = (&gwCall{query: gwCommon(app, "alipay.trade.query"), body: biz("{\"subject\":\"\xff\"}")}).sign(t, app.privPEM)
+		node = c.send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "body not UTF-8", node, "40002", "isv.invalid-charset")
+		c = (&gwCall{query: gwCommon(app, "alipay.trade.query"), contentType: "application/json",
+			rawBody: `{"biz_content":{}}`}).sign(t, app.privPEM)
+		node = c.send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "JSON body", node, "40002", "isv.invalid-parameter")
+		c = (&gwCall{query: gwCommon(app, "alipay.trade.query"),
+			body: biz(`{"trade_no":"` + strings.Repeat("9", gateway.BodyBytesMax) + `"}`)}).sign(t, app.privPEM)
+		node = c.send(t, w, app, "alipay_trade_query_response")
+		gwWantNode(t, "body over the limit", node, "40002", "isv.invalid-parameter")
+		if msg, _ := node["sub_msg"].(string); !strings.Contains(msg, "body") {
+			t.Fatalf("body over the limit: refused for another reason: %v", node)
+		}
+		w.checkLedger()
 	})
 }
