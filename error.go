@@ -30,6 +30,9 @@ const (
 	SystemBusy            = "SYSTEM_BUSY"
 	Maintenance           = "MAINTENANCE"
 	ChannelUnavailable    = "CHANNEL_UNAVAILABLE"
+	// Forbidden is an extension for operators: an action this operator may
+	// not take, such as approving what they proposed themselves.
+	Forbidden = "FORBIDDEN"
 	// LedgerRejected is an extension for the operator's ledger endpoints: a
 	// transfer the ledger refused; the message names the ledger's result code.
 	LedgerRejected = "LEDGER_REJECTED"

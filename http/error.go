@@ -33,6 +33,7 @@ var statusOfCode = map[string]int{
 	zhifu.LedgerRejected:        nethttp.StatusBadRequest,
 	zhifu.Unauthorized:          nethttp.StatusUnauthorized,
 	zhifu.InvalidSignature:      nethttp.StatusUnauthorized,
+	zhifu.Forbidden:             nethttp.StatusForbidden,
 	zhifu.NotFound:              nethttp.StatusNotFound,
 	zhifu.CardNotFound:          nethttp.StatusNotFound,
 	zhifu.ContextInconsistent:   nethttp.StatusConflict,
