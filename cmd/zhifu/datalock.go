@@ -14,12 +14,14 @@ const lockFileBytesMax = 64
 
 // dataLock is the lock one "zhifu serve" holds on its data folder for as
 // long as it runs. The folder keeps the admin token, the banks' secrets,
-// the in-process banks' books and, by default, the SQLite database: two
-// servers sharing them would hand out the same ids and pay from the same
-// simulated accounts. The lock is an flock(2) on <data>/LOCK, so the
-// operating system drops it when the process ends however it ends, and a
-// killed server never keeps the next from starting. The file holds the
-// holder's pid, for the message of a server that finds the folder taken.
+// the in-process banks' books and, by default, the SQLite database: a
+// second server on it would run a second set of simulated banks over the
+// same books and race the first to make the secrets. (Several servers may
+// share one database, each with its own data folder.) The lock is an
+// flock(2) on <data>/LOCK, so the operating system drops it when the
+// process ends however it ends, and a killed server never keeps the next
+// from starting. The file holds the holder's pid, for the message of a
+// server that finds the folder taken.
 type dataLock struct {
 	f *os.File
 }
