@@ -1,7 +1,8 @@
 // Package postgres stores zhifu's ledger in PostgreSQL, for deployments that
 // run several processes against one database or want the database on its own
 // machine. It implements ledger.Store with pgx's connection pool and the same
-// tables as package sqlite.
+// tables as package sqlite: the ledger's own (migrations/, version 0001) and
+// the business tables, whose migrations package schema holds for both.
 //
 // Writes run in READ COMMITTED transactions with synchronous_commit on, so a
 // commit that returned is durable. Concurrent processes are kept apart by row
@@ -18,10 +19,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,8 +26,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"zhifu/ledger"
+	"zhifu/schema"
 )
 
+// migrations holds the ledger's own tables; the business tables' migrations
+// are package schema's, shared with package sqlite.
+//
 //go:embed migrations/*.sql
 var migrations embed.FS
 
@@ -108,42 +109,17 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// migration is one embedded migration file, NNNN_name.sql.
-type migration struct {
-	version int
-	name    string
-	body    string
-}
-
-func loadMigrations() ([]migration, error) {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	out := make([]migration, 0, len(names))
-	for _, name := range names {
-		base := path.Base(name)
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return nil, fmt.Errorf("postgres: migration %s: bad name", base)
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: version, name: base, body: string(body)})
-	}
-	return out, nil
-}
-
 // migrate applies the migrations not yet applied, all in one transaction
 // that first takes an advisory lock: a second process starting at the same
 // moment waits, then finds everything applied.
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
+	ledgerMigrations, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
+	}
+	ms, err := schema.Migrations(schema.PostgreSQL, ledgerMigrations)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
@@ -160,30 +136,34 @@ func (db *DB) migrate(ctx context.Context) error {
 	)`); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+	rows, err := tx.Query(ctx, `SELECT version, name FROM schema_migrations`)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
+	recorded := make(map[int]string)
+	var version int32
+	var name string
+	if _, err := pgx.ForEachRow(rows, []any{&version, &name}, func() error {
+		recorded[int(version)] = name
+		return nil
+	}); err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
-	}
-	applied := make(map[int]bool, len(versions))
-	for _, v := range versions {
-		applied[int(v)] = true
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if name, ok := recorded[m.Version]; ok {
+			if err := m.CheckRecorded(name); err != nil {
+				return fmt.Errorf("postgres: %w", err)
+			}
 			continue
 		}
 		// Without arguments pgx uses the simple protocol, which runs a file
 		// of several statements in one call.
-		if _, err := tx.Exec(ctx, m.body); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-			m.version, m.name); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+			m.Version, m.Name); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

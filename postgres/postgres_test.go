@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"zhifu/ledger"
@@ -232,6 +234,36 @@ func TestConcurrentOpen(t *testing.T) {
 	if err := db.Pool().QueryRow(context.Background(),
 		`SELECT count(*), count(DISTINCT version) FROM schema_migrations`).Scan(&n, &distinct); err != nil || n != distinct || n == 0 {
 		t.Fatalf("schema_migrations rows: %d (%d distinct) %v", n, distinct, err)
+	}
+}
+
+// TestMigrationsRecorded: a database records each migration by version and
+// file name, and one whose record names another file for a version (another
+// program's schema) is refused.
+func TestMigrationsRecorded(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t)
+	db := open(t, url)
+	rows, err := db.Pool().Query(ctx, `SELECT version::text || ' ' || name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1 0001_ledger.sql|2 0002_platform.sql|3 0003_identity.sql|5 0005_gateway.sql|6 0006_channels.sql"
+	if g := strings.Join(got, "|"); !strings.HasPrefix(g, want) {
+		t.Errorf("recorded %s, want %s first", g, want)
+	}
+	if _, err := db.Pool().Exec(ctx, `UPDATE schema_migrations SET name = '0003_other.sql' WHERE version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if other, err := postgres.Open(ctx, url); err == nil || !strings.Contains(err.Error(), "0003_other.sql") {
+		if err == nil {
+			other.Close()
+		}
+		t.Fatalf("open with another program's migration 3: %v", err)
 	}
 }
 

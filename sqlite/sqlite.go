@@ -6,6 +6,9 @@
 // All writes go through one connection; SQLite allows one writer at a time
 // anyway, and the ledger's batcher makes each write a large batch. Reads use
 // a separate pool and see the last committed state.
+//
+// The database holds the ledger's own tables (migrations/, version 0001) and
+// the business tables, whose migrations package schema holds for both stores.
 package sqlite
 
 import (
@@ -18,15 +21,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"zhifu/ledger"
+	"zhifu/schema"
 )
 
+// migrations holds the ledger's own tables; the business tables' migrations
+// are package schema's, shared with package postgres.
+//
 //go:embed migrations/*.sql
 var migrations embed.FS
 
@@ -58,7 +63,8 @@ type DB struct {
 var _ ledger.Store = (*DB)(nil)
 
 // Open opens (creating if needed) the database file at path and applies the
-// embedded migrations.
+// migrations it lacks: the ledger's (embedded here) and the business
+// tables' (package schema).
 func Open(ctx context.Context, path string) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -114,51 +120,51 @@ func (db *DB) Close() error {
 	return errors.Join(db.readStmts.close(), db.writeStmts.close(), db.reader.Close(), db.writer.Close())
 }
 
+// migrate applies the migrations the database lacks, each in its own write
+// transaction that first looks whether another process applied it meanwhile.
 func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.writer.ExecContext(ctx,
 		`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ledgerMigrations, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := filepath.Base(name)
-		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("sqlite: migration %s: bad name", base)
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		if err := db.applyMigration(ctx, version, base, string(body)); err != nil {
+	ms, err := schema.Migrations(schema.SQLite, ledgerMigrations)
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	for _, m := range ms {
+		if err := db.applyMigration(ctx, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (db *DB) applyMigration(ctx context.Context, version int, name, body string) error {
+func (db *DB) applyMigration(ctx context.Context, m schema.Migration) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
 	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+	var recorded string
+	err = tx.QueryRowContext(ctx, `SELECT name FROM schema_migrations WHERE version = ?`, m.Version).Scan(&recorded)
+	switch {
+	case err == nil:
+		if err := m.CheckRecorded(recorded); err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	if n > 0 {
-		return nil
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 	}
-	if _, err := tx.ExecContext(ctx, body); err != nil {
-		return fmt.Errorf("sqlite: migration %s: %w", name, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, version, name); err != nil {
-		return fmt.Errorf("sqlite: migration %s: %w", name, err)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
+		return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 	}
 	return tx.Commit()
 }

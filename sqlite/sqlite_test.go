@@ -2,8 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"zhifu/ledger"
@@ -41,4 +44,53 @@ func TestCrash(t *testing.T) {
 		kills = 3
 	}
 	storetest.Crash(t, backend, kills)
+}
+
+// TestMigrationsRecorded: a database records each migration by version and
+// file name, opening it again applies nothing, and a database whose record
+// names another file for a version (another program's schema) is refused.
+func TestMigrationsRecorded(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "m.db")
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if st, err = sqlite.Open(ctx, path); err != nil {
+		t.Fatalf("second open: %v", err)
+	}
+	st.Close()
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var got []string
+	rows, err := raw.Query(`SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(v, " ", name))
+	}
+	rows.Close()
+	want := "1 0001_ledger.sql|2 0002_platform.sql|3 0003_identity.sql|5 0005_gateway.sql|6 0006_channels.sql"
+	if g := strings.Join(got, "|"); !strings.HasPrefix(g, want) {
+		t.Errorf("recorded %s, want %s first", g, want)
+	}
+	if _, err := raw.Exec(`UPDATE schema_migrations SET name = '0003_other.sql' WHERE version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sqlite.Open(ctx, path); err == nil || !strings.Contains(err.Error(), "0003_other.sql") {
+		if err == nil {
+			st.Close()
+		}
+		t.Fatalf("open with another program's migration 3: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"zhifu/internal/testkit"
 	"zhifu/ledger"
 )
 
@@ -14,12 +15,14 @@ import (
 // rules give on a model kept in memory, the stored accounts equal the model's,
 // and the audit finds debits equal to credits, balances equal to the sums of
 // transfers and no flagged account below zero.
+//
+// Each run draws fresh seeds and logs them; ZHIFU_TEST_SEED replays one.
 func testProperty(t *testing.T, fresh func(t *testing.T) ledger.Store) {
-	seeds := []uint64{1, 2, 3, 4}
+	rounds := 4
 	if testing.Short() {
-		seeds = seeds[:1]
+		rounds = 1
 	}
-	for _, seed := range seeds {
+	for _, seed := range testkit.Seeds(t, rounds) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			st := fresh(t)
 			rng := rand.New(rand.NewPCG(seed, 99))

@@ -2,6 +2,8 @@
 // sqlite and postgres packages call Run from their own tests, so the same
 // cases (idempotency, two-phase transfers, linked groups, history, racing
 // writers, random sequences checked against every invariant) run on both.
+// The randomised cases log their seeds; ZHIFU_TEST_SEED replays one (see
+// package testkit).
 package storetest
 
 import (
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/internal/testkit"
 	"zhifu/ledger"
 )
 
@@ -232,7 +235,9 @@ func testEntries(t *testing.T, st ledger.Store) {
 // testHammer runs 64 goroutines moving money among a few wallets through the
 // batcher (two batchers on two handles when other is given, as two processes
 // would). Every wallet starts funded; final balances must equal what the
-// successful results say, with no overdraft.
+// successful results say, with no overdraft. The seed (logged;
+// ZHIFU_TEST_SEED replays it) draws each worker's transfers; how they
+// interleave is the scheduler's.
 func testHammer(t *testing.T, st, other ledger.Store) {
 	const wallets, workers, perWorker, funding = 4, 64, 60, 1000
 	accounts := []ledger.Account{bank(100)}
@@ -250,11 +255,12 @@ func testHammer(t *testing.T, st, other ledger.Store) {
 	var mu sync.Mutex
 	net := make(map[int64]int64)
 	var wg sync.WaitGroup
+	seed := testkit.Seed(t)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
 			b := batchers[w%len(batchers)]
 			for i := 0; i < perWorker; i++ {
 				from := rng.Int64N(wallets) + 1

@@ -37,6 +37,8 @@ const (
 	bankSecretsFile = "bank-secrets"
 	// bankSecretBytes is the random part of a generated bank secret.
 	bankSecretBytes = 32
+	// dataLockFile is the lock file inside the data folder.
+	dataLockFile = "LOCK"
 	// banksimAddrDefault is where "zhifu banksim" listens by default.
 	banksimAddrDefault = "127.0.0.1:9090"
 )
@@ -182,15 +184,17 @@ func parseCapacity(s string) (def float64, per map[string]float64, err error) {
 	return def, per, nil
 }
 
+var errBanksSecretsRequired = errors.New("--banks-secrets (or ZHIFU_BANKS_SECRETS) is required with --banks-url")
+
 // loadBankSecrets returns the banks' secrets: from --banks-secrets, or for
-// the in-process banks from the data folder, generated on a fresh start and
-// saved readable by this user only.
+// the in-process banks from the data folder; on a fresh start it makes them,
+// to be saved by saveSecrets once the server listens.
 func (m *Main) loadBankSecrets() (map[string]string, error) {
 	if m.banksSecrets != "" {
 		return parseBankSecrets(m.banksSecrets)
 	}
 	if m.BanksURL != "" {
-		return nil, errors.New("--banks-secrets (or ZHIFU_BANKS_SECRETS) is required with --banks-url")
+		return nil, errBanksSecretsRequired
 	}
 	path := filepath.Join(m.DataDir, bankSecretsFile)
 	b, err := os.ReadFile(path)
@@ -212,20 +216,7 @@ func (m *Main) loadBankSecrets() (map[string]string, error) {
 		}
 		lines.WriteString(bank + "=" + hex.EncodeToString(raw) + "\n")
 	}
-	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data folder: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return m.loadBankSecrets()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("save bank secrets: %w", err)
-	}
-	_, werr := f.WriteString(lines.String())
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return nil, fmt.Errorf("save bank secrets: %w", err)
-	}
+	m.unsaved = append(m.unsaved, unsavedSecret{what: "bank secrets", path: path, content: lines.String()})
 	return parseBankSecrets(strings.ReplaceAll(lines.String(), "\n", ","))
 }
 
@@ -274,8 +265,9 @@ func redactString(s, db string) string {
 	return s
 }
 
-// loadAdminToken reads the token saved in the data folder, or generates one
-// on a fresh start, saves it readable by this user only, and prints it once.
+// loadAdminToken reads the token saved in the data folder, or on a fresh
+// start makes one, to be saved and printed by saveSecrets once the server
+// listens.
 func (m *Main) loadAdminToken() error {
 	path := filepath.Join(m.DataDir, adminTokenFile)
 	tok, err := readAdminToken(path)
@@ -290,26 +282,50 @@ func (m *Main) loadAdminToken() error {
 	if _, err := io.ReadFull(m.Rand, raw); err != nil {
 		return fmt.Errorf("generate admin token: %w", err)
 	}
-	tok = hex.EncodeToString(raw)
-	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
-	}
-	// O_EXCL: if another process created the file since we looked, its
-	// token wins and we must not overwrite it.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return m.loadAdminToken()
-	}
-	if err != nil {
-		return fmt.Errorf("save admin token: %w", err)
-	}
-	_, werr := f.WriteString(tok + "\n")
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("save admin token: %w", err)
-	}
-	m.adminToken = tok
-	fmt.Fprintf(m.Stdout, "admin token: %s (saved in %s)\n", tok, path)
+	m.adminToken, m.tokenGenerated = hex.EncodeToString(raw), true
+	m.unsaved = append(m.unsaved, unsavedSecret{what: "admin token", path: path, content: m.adminToken + "\n"})
 	return nil
+}
+
+// unsavedSecret is a secret made on this start and not yet in its file.
+type unsavedSecret struct {
+	what, path, content string
+}
+
+// saveSecrets writes the secrets made on this start, each readable by this
+// user only, and prints a new admin token once. The data folder's lock keeps
+// other servers from writing the files meanwhile; a file that appeared all
+// the same is not overwritten.
+func (m *Main) saveSecrets() error {
+	for _, s := range m.unsaved {
+		if err := writeSecretFile(s.path, s.content); err != nil {
+			return fmt.Errorf("save %s: %w", s.what, err)
+		}
+	}
+	m.unsaved = nil
+	if m.tokenGenerated {
+		fmt.Fprintf(m.Stdout, "admin token: %s (saved in %s)\n", m.adminToken, filepath.Join(m.DataDir, adminTokenFile))
+		m.tokenGenerated = false
+	}
+	return nil
+}
+
+// writeSecretFile creates path (mode 0600, failing if it exists) with
+// content, durably: the file and its name in the folder.
+func writeSecretFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(content)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	return errors.Join(dir.Sync(), dir.Close())
 }
 
 func readAdminToken(path string) (string, error) {

@@ -202,7 +202,8 @@ func TestTradeConcurrentPay(t *testing.T) {
 		// otherwise wait 5 s for connections the client opened but never
 		// used.
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
-		second := trStartNode(t, e.clock, e.m.DB, e.m.DataDir)
+		// Its own data folder: one server per data folder.
+		second := trStartNode(t, e.clock, e.m.DB, t.TempDir())
 		t.Cleanup(client.CloseIdleConnections)
 		urls := []string{w.url, second.URL()}
 		statuses := make([]int, n)

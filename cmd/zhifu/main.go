@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -101,7 +102,7 @@ func (e *UsageError) Error() string { return e.Msg }
 type Main struct {
 	Addr    string // HTTP listen address; port 0 picks a free port
 	DB      string // sqlite://path or postgres://…
-	DataDir string // holds the SQLite database and the admin token file
+	DataDir string // holds the SQLite database, the admin token file and the lock of the server using them
 
 	// adminToken is unexported so that it is never printed with the rest of
 	// the configuration; AdminToken returns it.
@@ -140,6 +141,16 @@ type Main struct {
 	// HTTPClient makes outside calls (merchant notifications); nil picks a
 	// client with bounded timeouts.
 	HTTPClient *http.Client
+
+	// dataLock keeps other servers off DataDir while this one runs.
+	dataLock *dataLock
+	// listener holds the port from the start of Run until the server
+	// binds it.
+	listener net.Listener
+	// unsaved are the secrets made on this start, saved once the server
+	// listens; tokenGenerated says the admin token is among them.
+	unsaved        []unsavedSecret
+	tokenGenerated bool
 
 	store   ledger.Store
 	batcher *ledger.Batcher
@@ -201,23 +212,40 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 	return &UsageError{Msg: fmt.Sprintf("unknown command %q", args[0]), Usage: usage}
 }
 
-// Run opens the store, starts the banks (unless external), the batcher,
-// the services and the HTTP server, and returns once the server listens.
-// Close stops them. For "banksim" it runs the simulated banks alone.
+// Run starts "zhifu serve" and returns once the server listens; Close stops
+// it. For "banksim" it runs the simulated banks alone.
+//
+// What can fail cheaply comes first: the flags, the data folder's lock, the
+// port (bound now and held until the server takes it over) and the
+// database. Only then are secrets read or made, and the ones made on this
+// start (admin token, banks' secrets) are saved and the token printed only
+// once the server listens, so a start that fails leaves the data folder as
+// it found it, but for the lock file, and prints no token.
 func (m *Main) Run(ctx context.Context) error {
 	if m.command == "banksim" {
 		return m.runBanksim(ctx)
 	}
-	if m.adminToken == "" {
-		if err := m.loadAdminToken(); err != nil {
-			return err
-		}
+	if m.BanksURL != "" && m.banksSecrets == "" {
+		return errBanksSecretsRequired
+	}
+	lock, err := lockDataDir(m.DataDir)
+	if err != nil {
+		return err
+	}
+	m.dataLock = lock
+	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
+		return fmt.Errorf("http: %w", err)
 	}
 	st, err := openStore(ctx, m.DB)
 	if err != nil {
 		return err
 	}
 	m.store = st
+	if m.adminToken == "" {
+		if err := m.loadAdminToken(); err != nil {
+			return err
+		}
+	}
 	m.batcher = ledger.NewBatcher(st, m.Clock.Now)
 	if err := m.startBanks(ctx); err != nil {
 		return err
@@ -226,7 +254,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.server = zhttp.NewServer(zhttp.Config{
-		Addr:       m.Addr,
+		Addr:       serverAddr(m.Addr, m.listener),
 		Ledger:     st,
 		Batcher:    m.batcher,
 		AdminToken: m.adminToken,
@@ -236,12 +264,31 @@ func (m *Main) Run(ctx context.Context) error {
 			Gateway: m.Gateway, Channels: m.Channels},
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
+	// The server binds the address itself: hand the port over.
+	m.listener.Close()
+	m.listener = nil
 	if err := m.server.Open(); err != nil {
+		return err
+	}
+	if err := m.saveSecrets(); err != nil {
 		return err
 	}
 	m.startChannels()
 	m.Logger.Info("listening", slog.String("url", m.server.URL()), slog.String("db", redactDB(m.DB)))
 	return nil
+}
+
+// serverAddr is where the server listens: the address asked for, with the
+// port the early listener was given if it asked for any free port.
+func serverAddr(addr string, ln net.Listener) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "" && port != "0" {
+		return addr
+	}
+	if _, got, err := net.SplitHostPort(ln.Addr().String()); err == nil {
+		return net.JoinHostPort(host, got)
+	}
+	return addr
 }
 
 // Close shuts down in dependency order: the server stops taking requests
@@ -287,6 +334,13 @@ func (m *Main) Close() error {
 		errs = append(errs, m.store.Close())
 		m.store = nil
 	}
+	if m.listener != nil {
+		m.listener.Close()
+		m.listener = nil
+	}
+	// Last: until now the data folder's files were in use.
+	errs = append(errs, m.dataLock.release())
+	m.dataLock = nil
 	return errors.Join(errs...)
 }
 
