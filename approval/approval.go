@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -236,9 +237,23 @@ func (s *Service) Approve(ctx context.Context, id string, by *identity.Operator)
 		return nil, err
 	}
 	if op.refusal != nil {
-		return nil, op.refusal
+		return s.recovered(ctx, id, by, Approved, op.refusal)
 	}
 	return &op.p, nil
+}
+
+// recovered answers a decision refused as already made with the proposal,
+// when the request is recovering the lost answer of its own earlier run
+// (idempotency.Recovering) and that run made this very decision.
+func (s *Service) recovered(ctx context.Context, id string, by *identity.Operator, state string, refusal error) (*Proposal, error) {
+	if !idempotency.Recovering(ctx) {
+		return nil, refusal
+	}
+	p, err := s.Get(ctx, id)
+	if err != nil || p.State != state || p.DecidedBy != by.OperatorID {
+		return nil, refusal
+	}
+	return p, nil
 }
 
 // Reject is operator by turning proposal id down, for reason. Its proposer
@@ -253,7 +268,7 @@ func (s *Service) Reject(ctx context.Context, id string, by *identity.Operator, 
 		return nil, err
 	}
 	if op.refusal != nil {
-		return nil, op.refusal
+		return s.recovered(ctx, id, by, Rejected, op.refusal)
 	}
 	return &op.p, nil
 }

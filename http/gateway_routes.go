@@ -16,7 +16,7 @@ func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
 	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
 	mux.HandleFunc("POST /cashier/{trade_no}", s.handleCashierPay)
-	mux.HandleFunc("POST /v1/admin/gateway/keys/rotate", s.admin(s.handleRotateKeys))
+	mux.HandleFunc("POST /v1/admin/gateway/keys/rotate", s.admin(once(s.handleRotateKeys)))
 }
 
 // handleRotateKeys retires the platform's gateway key pair and makes a new

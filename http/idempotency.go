@@ -102,3 +102,16 @@ func (rec *recorder) response() idempotency.Response {
 	}
 	return idempotency.Response{Status: status, ContentType: rec.header.Get("Content-Type"), Body: rec.body.Bytes()}
 }
+
+// once wraps a handler whose change has no id derived from the request,
+// so that running it again would make a second one (a merchant, an
+// operator, a payment code): a request recovering its lost answer
+// (idempotency.Recovering) is told the change was made rather than run.
+func once(h handlerFunc) handlerFunc {
+	return func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+		if idempotency.Recovering(r.Context()) {
+			return idempotency.AnswerLost()
+		}
+		return h(w, r)
+	}
+}

@@ -123,6 +123,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 
 	if s.svc.Identity != nil {
 		s.identityRoutes(mux)
+		s.operatorRoutes(mux)
 	}
 	if s.svc.Wallet != nil {
 		s.walletRoutes(mux)

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"zhifu/approval"
 	"zhifu/channel"
 	"zhifu/gateway"
 	"zhifu/identity"
@@ -16,4 +17,7 @@ type Services struct {
 	Trades   *trade.Service
 	Channels *channel.Service
 	Gateway  *gateway.Service
+	// Approvals is the four-eyes rule for operators' decisions; it needs
+	// Identity, whose operators decide.
+	Approvals *approval.Service
 }

@@ -6,6 +6,7 @@ import (
 	nethttp "net/http"
 	"strconv"
 
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/trade"
 )
@@ -212,6 +213,10 @@ func (s *Server) handleConfirm(w nethttp.ResponseWriter, r *nethttp.Request, u *
 }
 
 func (s *Server) handleNewPayCode(w nethttp.ResponseWriter, r *nethttp.Request, u *identity.User) error {
+	if idempotency.Recovering(r.Context()) {
+		// Each call makes a new code; the lost one expires by itself.
+		return idempotency.AnswerLost()
+	}
 	if err := decodeOptionalJSON(r, &struct{}{}); err != nil {
 		return err
 	}

@@ -129,6 +129,17 @@ func Hash(method, requestURI string, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// AnswerLost is the answer to a request recovering its lost answer when
+// its handler cannot rebuild it (what it made has no id the request
+// derives, such as a merchant and its secret): the change was made, once,
+// and is there to be looked up; running the request again would make a
+// second one.
+func AnswerLost() error {
+	return &zhifu.Error{Code: zhifu.ContextInconsistent, Param: "Idempotency-Key",
+		Message: "the request with this Idempotency-Key was carried out, but its answer was lost when the server " +
+			"stopped; look up what it made instead of sending it again"}
+}
+
 type recoveringKey struct{}
 
 // Recovering reports whether ctx is a request whose key says its change

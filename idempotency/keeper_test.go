@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,9 +11,8 @@ import (
 
 	"zhifu"
 	"zhifu/idempotency"
+	"zhifu/internal/testdb"
 	"zhifu/ledger"
-	"zhifu/postgres"
-	"zhifu/sqlite"
 )
 
 type testClock struct {
@@ -59,53 +56,30 @@ func (n *node) stop() {
 }
 
 // backends runs f on SQLite and on PostgreSQL.
-func backends(t *testing.T, f func(t *testing.T, open func() ledger.Store)) {
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "zhifu.db")
-		f(t, func() ledger.Store {
-			db, err := sqlite.Open(context.Background(), path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		})
-	})
-	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv("ZHIFU_TEST_POSTGRES")
-		if base == "" {
-			base = postgres.DefaultTestURL
-		}
-		url, drop, err := postgres.CreateTestDatabase(context.Background(), base)
-		if err != nil {
-			t.Fatalf("PostgreSQL is required (set ZHIFU_TEST_POSTGRES): %v", err)
-		}
-		t.Cleanup(drop)
-		f(t, func() ledger.Store {
-			db, err := postgres.Open(context.Background(), url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		})
-	})
-}
+func backends(t *testing.T, f func(t *testing.T, open func() ledger.Store)) { testdb.Each(t, f) }
 
-// thingOp is a business change: it inserts a row of its own into the
-// idempotency table's neighbour, a transfer-free table the test owns.
-// Each test run counts rows to tell how many times a change was applied.
+// thingOp is a business change as the services make them: its row's id
+// derives from the request (here, the key), so running it again finds the
+// row rather than making a second one, as a request recovering its lost
+// answer does. It uses the nonces table, which has the shape it needs.
+// The tests count rows to tell how many times a change was applied.
 type thingOp struct {
 	id string
+
+	made bool
 }
 
 func (o *thingOp) Keys() []string { return []string{"thing:" + o.id} }
 
-func (o *thingOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) { return nil, nil }
+func (o *thingOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
+	o.made = false
+	return nil, nil
+}
 
 func (o *thingOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
-	_, err := tx.Exec(ctx, `INSERT INTO nonces (merchant_id, nonce, expires_at) VALUES (?, ?, ?)`,
-		"things", fmt.Sprintf("%s-%d", o.id, time.Now().UnixNano()), 0)
+	n, err := tx.Exec(ctx, `INSERT INTO nonces (merchant_id, nonce, expires_at) VALUES ('things', ?, 0)
+		ON CONFLICT DO NOTHING`, o.id)
+	o.made = n == 1
 	return err
 }
 
@@ -119,14 +93,15 @@ func things(t *testing.T, st ledger.Store) int {
 	return n
 }
 
-// change returns a run function that applies one thingOp and answers 201.
-func change(n *node, calls *atomic.Int64, recovering *atomic.Int64) func(context.Context) idempotency.Response {
+// change returns a run function that applies the thingOp of key and
+// answers 201.
+func change(n *node, key string, calls *atomic.Int64, recovering *atomic.Int64) func(context.Context) idempotency.Response {
 	return func(ctx context.Context) idempotency.Response {
 		c := calls.Add(1)
 		if idempotency.Recovering(ctx) {
 			recovering.Add(1)
 		}
-		if err := n.batcher.Do(ctx, &thingOp{id: "t"}); err != nil {
+		if err := n.batcher.Do(ctx, &thingOp{id: key}); err != nil {
 			var e *zhifu.Error
 			if errors.As(err, &e) {
 				return idempotency.Response{Status: 409, Body: []byte(e.Code)}
@@ -160,33 +135,33 @@ func TestReplayAndReuse(t *testing.T) {
 		st, clock := open(), clock0()
 		n := newNode(t, st, clock)
 		var calls, rec atomic.Int64
-		first, replayed, err := n.keeper.Do(context.Background(), req("k", "h1"), change(n, &calls, &rec))
+		first, replayed, err := n.keeper.Do(context.Background(), req("k", "h1"), change(n, "k", &calls, &rec))
 		if err != nil || replayed || first.Status != 201 {
 			t.Fatalf("first: %+v %v %v", first, replayed, err)
 		}
 		// At once from this process's memory, and after its rider from the
 		// database (a fresh process).
-		again, replayed, err := n.keeper.Do(context.Background(), req("k", "h1"), change(n, &calls, &rec))
+		again, replayed, err := n.keeper.Do(context.Background(), req("k", "h1"), change(n, "k", &calls, &rec))
 		if err != nil || !replayed || string(again.Body) != string(first.Body) {
 			t.Fatalf("replay: %+v %v %v", again, replayed, err)
 		}
-		_, _, err = n.keeper.Do(context.Background(), req("k", "h2"), change(n, &calls, &rec))
+		_, _, err = n.keeper.Do(context.Background(), req("k", "h2"), change(n, "k", &calls, &rec))
 		wantCode(t, err, zhifu.IdempotencyKeyReused)
 		settle(n)
 		n2 := newNode(t, st, clock)
-		again, replayed, err = n2.keeper.Do(context.Background(), req("k", "h1"), change(n2, &calls, &rec))
+		again, replayed, err = n2.keeper.Do(context.Background(), req("k", "h1"), change(n2, "k", &calls, &rec))
 		if err != nil || !replayed || again.Status != 201 || string(again.Body) != string(first.Body) ||
 			again.ContentType != "application/json" {
 			t.Fatalf("replay from the database: %+v %v %v", again, replayed, err)
 		}
-		_, _, err = n2.keeper.Do(context.Background(), req("k", "h2"), change(n2, &calls, &rec))
+		_, _, err = n2.keeper.Do(context.Background(), req("k", "h2"), change(n2, "k", &calls, &rec))
 		wantCode(t, err, zhifu.IdempotencyKeyReused)
 		if calls.Load() != 1 || things(t, st) != 1 {
 			t.Fatalf("%d calls, %d changes; want 1 and 1", calls.Load(), things(t, st))
 		}
 		// A day later the key is free again, whatever the request.
 		clock.Advance(idempotency.TTL)
-		if _, replayed, err := n2.keeper.Do(context.Background(), req("k", "h2"), change(n2, &calls, &rec)); err != nil || replayed {
+		if _, replayed, err := n2.keeper.Do(context.Background(), req("k", "h2"), change(n2, "k", &calls, &rec)); err != nil || replayed {
 			t.Fatalf("after expiry: %v %v", replayed, err)
 		}
 	})
@@ -218,14 +193,7 @@ func TestInUseOnlyWhileRunning(t *testing.T) {
 	}
 }
 
-func openSQLite(t *testing.T) ledger.Store {
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "zhifu.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
+func openSQLite(t *testing.T) ledger.Store { return testdb.SQLite(t)() }
 
 func TestUnknownOutcomeNotKept(t *testing.T) {
 	st, clock := openSQLite(t), clock0()
@@ -265,7 +233,7 @@ func TestCrashAfterChange(t *testing.T) {
 		st, clock := open(), clock0()
 		n := newNode(t, st, clock)
 		var calls, rec atomic.Int64
-		if _, _, err := n.keeper.Do(context.Background(), req("k", "h"), change(n, &calls, &rec)); err != nil {
+		if _, _, err := n.keeper.Do(context.Background(), req("k", "h"), change(n, "k", &calls, &rec)); err != nil {
 			t.Fatal(err)
 		}
 		settle(n)
@@ -312,7 +280,7 @@ func TestCrashBeforeChange(t *testing.T) {
 		}
 		n := newNode(t, st, clock)
 		var calls, rec atomic.Int64
-		resp, replayed, err := n.keeper.Do(context.Background(), req("k", "h"), change(n, &calls, &rec))
+		resp, replayed, err := n.keeper.Do(context.Background(), req("k", "h"), change(n, "k", &calls, &rec))
 		if err != nil || replayed || resp.Status != 201 || rec.Load() != 0 || things(t, st) != 1 {
 			t.Fatalf("retry: %+v %v %v, recovering %d, changes %d", resp, replayed, err, rec.Load(), things(t, st))
 		}
@@ -367,7 +335,7 @@ func TestTwoNodes(t *testing.T) {
 			var applied, inUse atomic.Int64
 			for _, n := range []*node{a, b, a, b} {
 				wg.Go(func() {
-					resp, _, err := n.keeper.Do(context.Background(), req(key, "h"), change(n, &calls, &rec))
+					resp, _, err := n.keeper.Do(context.Background(), req(key, "h"), change(n, key, &calls, &rec))
 					switch {
 					case err != nil:
 						wantCode(t, err, zhifu.IdempotencyKeyInUse)
@@ -397,13 +365,13 @@ func TestSweep(t *testing.T) {
 	n := newNode(t, st, clock)
 	var calls, rec atomic.Int64
 	for i := range 10 {
-		n.keeper.Do(context.Background(), req(fmt.Sprint("old", i), "h"), change(n, &calls, &rec))
+		n.keeper.Do(context.Background(), req(fmt.Sprint("old", i), "h"), change(n, fmt.Sprint("old", i), &calls, &rec))
 	}
 	settle(n)
 	n = newNode(t, st, clock)
 	clock.Advance(idempotency.TTL + time.Second)
 	for i := range 3 {
-		n.keeper.Do(context.Background(), req(fmt.Sprint("new", i), "h"), change(n, &calls, &rec))
+		n.keeper.Do(context.Background(), req(fmt.Sprint("new", i), "h"), change(n, fmt.Sprint("new", i), &calls, &rec))
 	}
 	settle(n)
 	n = newNode(t, st, clock)

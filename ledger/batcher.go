@@ -128,7 +128,8 @@ func (b *Batcher) Ride(op Op, then func(error)) bool {
 func (b *Batcher) Stats() *BatcherStats { return &b.stats }
 
 // Submit commits one caller's transfers (a linked chain must lie within one
-// submission) and returns a result per transfer. If ctx ends first the
+// submission), behind the context's guards if it is the request's first
+// change, and returns a result per transfer. If ctx ends first the
 // outcome is unknown: the transfers may or may not commit, and the caller
 // finds out by looking them up (their ids make a retry safe).
 func (b *Batcher) Submit(ctx context.Context, transfers []Transfer) ([]TransferResult, error) {
@@ -139,8 +140,17 @@ func (b *Batcher) Submit(ctx context.Context, transfers []Transfer) ([]TransferR
 		return nil, nil
 	}
 	op := &transferOp{transfers: transfers}
-	if err := b.do(ctx, &submission{op: op, size: len(transfers)}); err != nil {
+	var sub Op = op
+	var wrapped *guarded
+	if gs := claimGuards(ctx); len(gs) > 0 {
+		wrapped = &guarded{guards: gs, op: op}
+		sub = wrapped
+	}
+	if err := b.do(ctx, &submission{op: sub, size: len(transfers)}); err != nil {
 		return nil, err
+	}
+	if wrapped != nil && wrapped.refusal != nil {
+		return nil, wrapped.refusal
 	}
 	return op.results, nil
 }

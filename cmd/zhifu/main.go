@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
 	"zhifu/gateway"
@@ -158,11 +159,13 @@ type Main struct {
 
 	// Services, exposed so in-process tests can drive timers and workers.
 	Identity *identity.Service
-	Wallet   *wallet.Service
-	Trades   *trade.Service
-	Notify   *notify.Worker
-	Gateway  *gateway.Service
-	Channels *channel.Service
+	// Approvals is the four-eyes rule for operators' decisions.
+	Approvals *approval.Service
+	Wallet    *wallet.Service
+	Trades    *trade.Service
+	Notify    *notify.Worker
+	Gateway   *gateway.Service
+	Channels  *channel.Service
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -261,7 +264,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Gateway: m.Gateway, Channels: m.Channels},
+			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	// The server binds the address itself: hand the port over.

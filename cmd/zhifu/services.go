@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
 	"zhifu/gateway"
@@ -36,6 +37,7 @@ const bankCallbackTimeout = 5 * time.Second
 // batcher.
 func (m *Main) startServices() error {
 	m.Identity = identity.New(identity.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
+	m.Approvals = approval.New(approval.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
 	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
