@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"zhifu/bankapi"
 )
 
 func (s *Sim) controlRoutes(mux *http.ServeMux) {
@@ -21,7 +23,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 func (s *Sim) control(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.ControlToken == "" {
-			writeError(w, http.StatusNotFound, CodeNotFound, "the control API is disabled")
+			writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "the control API is disabled")
 			return
 		}
 		want := "Bearer " + s.cfg.ControlToken
@@ -36,7 +38,7 @@ func (s *Sim) control(h http.HandlerFunc) http.HandlerFunc {
 func (s *Sim) getScenario(w http.ResponseWriter, r *http.Request) {
 	sc, ok := s.Scenario(r.PathValue("bank"))
 	if !ok {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 		return
 	}
 	writeJSONStatus(w, http.StatusOK, sc)
@@ -46,7 +48,7 @@ func (s *Sim) getScenario(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) putScenario(w http.ResponseWriter, r *http.Request) {
 	bank := r.PathValue("bank")
 	if s.banks[bank] == nil {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 		return
 	}
 	var sc Scenario
@@ -54,7 +56,7 @@ func (s *Sim) putScenario(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.SetScenario(bank, sc); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 		return
 	}
 	s.getScenario(w, r)
@@ -76,7 +78,7 @@ func (s *Sim) putScenarios(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.SetScenarios(ss); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 		return
 	}
 	s.getScenarios(w, r)
@@ -87,14 +89,14 @@ func readControlBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "body too large")
+			writeError(w, http.StatusRequestEntityTooLarge, bankapi.CodeRequestTooLarge, "body too large")
 		} else {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "could not read body")
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "could not read body")
 		}
 		return false
 	}
 	if err := decodeStrict(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 		return false
 	}
 	return true

@@ -4,9 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"zhifu/bankapi"
+)
+
+// Limits of the control client.
+const (
+	// controlTimeoutDefault bounds a call when NewControlClient gets no
+	// client; controlAnswerBytesMax bounds an answer.
+	controlTimeoutDefault = 30 * time.Second
+	controlAnswerBytesMax = 1 << 20
 )
 
 // ControlClient drives a simulator running in another process through its
@@ -22,7 +35,7 @@ type ControlClient struct {
 // 30 s timeout.
 func NewControlClient(baseURL, token string, hc *http.Client) *ControlClient {
 	if hc == nil {
-		hc = &http.Client{Timeout: clientTimeoutDefault}
+		hc = &http.Client{Timeout: controlTimeoutDefault}
 	}
 	return &ControlClient{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: hc, token: token}
 }
@@ -75,9 +88,20 @@ func (c *ControlClient) call(ctx context.Context, method, path string, in, out a
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
-	b, err := (&Client{HTTP: c.HTTP}).do(req, answerBytesMax)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
+		return fmt.Errorf("banksim: control %s %s: %w", method, path, err)
+	}
+	if err := bankapi.CheckResponse(resp); err != nil {
 		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, controlAnswerBytesMax+1))
+	switch {
+	case err != nil:
+		return fmt.Errorf("banksim: control %s %s: %w", method, path, err)
+	case len(b) > controlAnswerBytesMax:
+		return fmt.Errorf("banksim: control %s %s: answer over %d bytes", method, path, controlAnswerBytesMax)
 	}
 	return json.Unmarshal(b, out)
 }

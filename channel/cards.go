@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -64,10 +64,10 @@ func (s *Service) BindCard(ctx context.Context, u *identity.User, bankName, card
 
 // verify asks the bank for the card's token, through the bank's breaker
 // and bucket like a payment.
-func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (banksim.Card, error) {
+func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (bankapi.Card, error) {
 	probe, err := s.admit(b, s.now())
 	if err != nil {
-		return banksim.Card{}, err
+		return bankapi.Card{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
@@ -76,20 +76,20 @@ func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (b
 	card, err := b.client.VerifyCard(cctx, cardNo, holder)
 	b.calls.Add(-1)
 	b.breaker.Done(s.now(), probe, callOutcome(err), time.Since(start))
-	var e *banksim.APIError
+	var e *bankapi.APIError
 	switch {
 	case err == nil:
 		return card, nil
 	case errors.As(err, &e) && e.Status == http.StatusBadRequest:
 		// Never the number itself in the message: the bank's message
 		// describes the rule that failed.
-		return banksim.Card{}, &zhifu.Error{Code: zhifu.InvalidRequest, Param: "card_no",
+		return bankapi.Card{}, &zhifu.Error{Code: zhifu.InvalidRequest, Param: "card_no",
 			Message: "the bank refused the card: " + e.Code}
-	case Classify(banksim.Transaction{}, err).Kind == Refused:
-		return banksim.Card{}, unavailable(b, zhifu.ChannelUnavailable, fmt.Sprintf(
+	case Classify(bankapi.Transaction{}, err).Kind == Refused:
+		return bankapi.Card{}, unavailable(b, zhifu.ChannelUnavailable, fmt.Sprintf(
 			"%s cannot verify cards right now; try again shortly", b.name), retryAfterBusy)
 	}
-	return banksim.Card{}, fmt.Errorf("verify card at %s: %w", b.name, err)
+	return bankapi.Card{}, fmt.Errorf("verify card at %s: %w", b.name, err)
 }
 
 // bindOp inserts a card, or reactivates the same card bound before.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 )
 
@@ -229,7 +229,7 @@ func callOutcome(err error) Outcome {
 	if err == nil {
 		return Success
 	}
-	var e *banksim.APIError
+	var e *bankapi.APIError
 	if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
 		return Success
 	}

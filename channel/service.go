@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/trade"
@@ -73,9 +73,11 @@ type Config struct {
 	Wallet   *wallet.Service
 	Trades   *trade.Service
 
-	// BanksURL is the banks' gateway (the simulator's root URL) and
-	// Secrets each bank's shared secret. A bank without a secret has no
-	// channel.
+	// Banks are the banks' adapters, by name (of zhifu.Banks). When nil,
+	// every bank with a secret in Secrets is reached over bankapi at
+	// BanksURL (the banks' gateway, such as a simulator's root URL); a bank
+	// with neither has no channel.
+	Banks    map[string]Bank
 	BanksURL string
 	Secrets  map[string]string
 	// PublicURL is the platform's own root URL, where banks send
@@ -111,7 +113,7 @@ type Config struct {
 	AcceptInFlightMax int
 	// Books reads a bank's own books, when the platform can (the
 	// simulator running in-process); nil leaves custody to the ledger.
-	Books func(bank string) (banksim.Books, error)
+	Books func(bank string) (BankBooks, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -183,7 +185,7 @@ type Service struct {
 type bank struct {
 	name    string
 	index   int
-	client  *banksim.Client
+	client  *bankapi.Client
 	window  *Window
 	breaker *Breaker
 	bucket  *Bucket // the bank's capacity
@@ -195,7 +197,7 @@ type bank struct {
 	sweep   atomic.Bool  // a statement sweep is running
 
 	mu          sync.Mutex
-	maintenance []banksim.Window // the bank's own notice
+	maintenance []bankapi.Window // the bank's own notice
 }
 
 // job is a transaction for a bank worker to call the bank about.
@@ -212,7 +214,7 @@ type job struct {
 }
 
 // New returns the service with a channel for every bank of zhifu.Banks
-// that has a secret.
+// that has an adapter in Config.Banks or, without those, a secret.
 func New(cfg Config) (*Service, error) {
 	cfg = cfg.withDefaults()
 	l, _ := zhifu.LedgerOf(zhifu.CNY)
@@ -229,7 +231,7 @@ func New(cfg Config) (*Service, error) {
 			capacity = c
 		}
 		w := &Window{}
-		client := banksim.NewClient(cfg.BanksURL, name, secret, cfg.HTTP)
+		client := bankapi.NewClient(cfg.BanksURL, name, secret, cfg.HTTP)
 		client.Clock = cfg.Clock
 		bgRate := capacity * cfg.BackgroundShare
 		b := &bank{name: name, index: i, client: client, window: w, breaker: NewBreaker(cfg.Breaker, w),
@@ -240,9 +242,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	if len(s.order) == 0 {
 		return nil, fmt.Errorf("channel: no bank has a secret")
-	}
-	if cfg.BanksURL == "" {
-		return nil, fmt.Errorf("channel: no banks URL")
 	}
 	return s, nil
 }

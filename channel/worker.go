@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 // Run runs the channels' workers until ctx ends: for every bank a pool of
@@ -305,7 +305,7 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 	b.calls.Add(1)
 	defer b.calls.Add(-1)
 	start := time.Now()
-	var txn banksim.Transaction
+	var txn bankapi.Transaction
 	var err error
 	switch {
 	case t.Stage != StageSend:
@@ -329,16 +329,16 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 	return a
 }
 
-func (s *Service) request(b *bank, t *BankTxn) banksim.TxnRequest {
-	return banksim.TxnRequest{RequestID: t.TxnID, CardToken: t.CardToken, Amount: int64(t.Amount),
+func (s *Service) request(b *bank, t *BankTxn) bankapi.TxnRequest {
+	return bankapi.TxnRequest{RequestID: t.TxnID, CardToken: t.CardToken, Amount: int64(t.Amount),
 		CallbackURL: s.callbackURL(b)}
 }
 
 // sameTxn reports whether the bank's transaction is t.
-func sameTxn(t *BankTxn, txn banksim.Transaction) bool {
-	kind := banksim.KindDebit
+func sameTxn(t *BankTxn, txn bankapi.Transaction) bool {
+	kind := bankapi.KindDebit
 	if t.Kind == KindWithdrawal {
-		kind = banksim.KindCredit
+		kind = bankapi.KindCredit
 	}
 	return txn.RequestID == t.TxnID && txn.Bank == t.Bank && txn.Kind == kind && txn.Amount == int64(t.Amount)
 }
@@ -354,9 +354,9 @@ func (s *Service) HandleCallback(ctx context.Context, bankName, header string, b
 	}
 	txn, err := b.client.VerifyCallback(header, body)
 	if err != nil {
-		return &zhifu.Error{Code: zhifu.InvalidSignature, Message: "bad or missing " + banksim.SignatureHeader}
+		return &zhifu.Error{Code: zhifu.InvalidSignature, Message: "bad or missing " + bankapi.SignatureHeader}
 	}
-	if txn.Status != banksim.StatusSuccess && txn.Status != banksim.StatusFailed {
+	if txn.Status != bankapi.StatusSuccess && txn.Status != bankapi.StatusFailed {
 		return nil
 	}
 	t, err := loadTxn(ctx, s.cfg.Store.Reader(), txn.RequestID, false)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/channel"
 	"zhifu/identity"
 )
@@ -399,7 +399,7 @@ func (s *Server) handleBankCallback(w nethttp.ResponseWriter, r *nethttp.Request
 		}
 		return invalidRequest("", "could not read the request body")
 	}
-	if err := s.svc.Channels.HandleCallback(r.Context(), r.PathValue("bank"), r.Header.Get(banksim.SignatureHeader), body); err != nil {
+	if err := s.svc.Channels.HandleCallback(r.Context(), r.PathValue("bank"), r.Header.Get(bankapi.SignatureHeader), body); err != nil {
 		return err
 	}
 	writeJSON(w, nethttp.StatusOK, map[string]bool{"ok": true})
