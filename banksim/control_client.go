@@ -40,16 +40,38 @@ func NewControlClient(baseURL, token string, hc *http.Client) *ControlClient {
 	return &ControlClient{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: hc, token: token}
 }
 
-// Scenario returns bank's scenario.
+// Behaviour returns how bank behaves now.
+func (c *ControlClient) Behaviour(ctx context.Context, bank string) (Behaviour, error) {
+	var b Behaviour
+	err := c.call(ctx, http.MethodGet, "/control/banks/"+url.PathEscape(bank), nil, &b)
+	return b, err
+}
+
+// Scenario returns bank's scenario, its defaults written out.
 func (c *ControlClient) Scenario(ctx context.Context, bank string) (Scenario, error) {
-	var sc Scenario
-	err := c.call(ctx, http.MethodGet, "/control/banks/"+url.PathEscape(bank), nil, &sc)
-	return sc, err
+	b, err := c.Behaviour(ctx, bank)
+	return b.Scenario, err
 }
 
 // SetScenario replaces bank's scenario.
 func (c *ControlClient) SetScenario(ctx context.Context, bank string, sc Scenario) error {
-	return c.call(ctx, http.MethodPut, "/control/banks/"+url.PathEscape(bank), sc, &Scenario{})
+	return c.call(ctx, http.MethodPut, "/control/banks/"+url.PathEscape(bank), sc, &Behaviour{})
+}
+
+// PatchScenario changes the fields of bank's scenario that patch names,
+// a JSON object such as {"outage":""}, and returns the behaviour that
+// results.
+func (c *ControlClient) PatchScenario(ctx context.Context, bank string, patch json.RawMessage) (Behaviour, error) {
+	var b Behaviour
+	err := c.call(ctx, http.MethodPatch, "/control/banks/"+url.PathEscape(bank), patch, &b)
+	return b, err
+}
+
+// ResetScenario puts bank back on the scenario the simulator started with.
+func (c *ControlClient) ResetScenario(ctx context.Context, bank string) (Behaviour, error) {
+	var b Behaviour
+	err := c.call(ctx, http.MethodDelete, "/control/banks/"+url.PathEscape(bank), nil, &b)
+	return b, err
 }
 
 // SetScenarios replaces every bank's scenario.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +67,8 @@ func TestControlChangesBehaviourLive(t *testing.T) {
 		t.Fatalf("CMB debit = %+v", got)
 	}
 	status, body := e.call("GET", "/control/banks/ICBC", controlToken, "")
-	var sc banksim.Scenario
-	if status != 200 || json.Unmarshal([]byte(body), &sc) != nil || sc.FailureRate != 1 || sc.Outage != "" {
+	var b banksim.Behaviour
+	if status != 200 || json.Unmarshal([]byte(body), &b) != nil || b.Scenario.FailureRate != 1 || b.Scenario.Outage != "" {
 		t.Fatalf("GET = %d %s", status, body)
 	}
 
@@ -78,6 +80,100 @@ func TestControlChangesBehaviourLive(t *testing.T) {
 	status, body = e.call("GET", "/control/books", controlToken, "")
 	if status != 200 || !strings.Contains(body, `"ok":true`) {
 		t.Fatalf("books = %d %s", status, body)
+	}
+}
+
+// TestControlShowsBehaviour: GET shows a bank's behaviour in full, before
+// and after each change; PATCH changes only what it names, so an outage
+// ends without undoing the rest; DELETE puts the bank back as it started.
+func TestControlShowsBehaviour(t *testing.T) {
+	initial := banksim.Scenario{CallbackDelayMs: 5}
+	e := newEnv(t, func(c *banksim.Config) { c.Scenarios.Banks = map[string]banksim.Scenario{"ICBC": initial} })
+	card := e.card("ICBC", 1)
+	show := func(method, body string) (banksim.Behaviour, map[string]any) {
+		t.Helper()
+		status, out := e.call(method, "/control/banks/ICBC", controlToken, body)
+		var b banksim.Behaviour
+		var raw struct {
+			Scenario map[string]any `json:"scenario"`
+		}
+		if status != 200 || json.Unmarshal([]byte(out), &b) != nil || json.Unmarshal([]byte(out), &raw) != nil {
+			t.Fatalf("%s %s = %d %s", method, body, status, out)
+		}
+		if b.Bank != "ICBC" {
+			t.Fatalf("%s: bank %q", method, b.Bank)
+		}
+		return b, raw.Scenario
+	}
+
+	b, raw := show("GET", "")
+	if b.State != banksim.StateUp || b.Summary != "callbacks sent 5 ms late" {
+		t.Fatalf("at the start: %+v", b)
+	}
+	// Every setting is written out, zero or not, with what a zero means.
+	for key, want := range map[string]any{"rps": 0.0, "outage": "", "failure_rate": 0.0, "overload": "reject",
+		"queue_timeout_ms": 10000.0, "callback_attempts": 5.0, "callback_delay_ms": 5.0, "ebank": nil} {
+		if got, ok := raw[key]; !ok || got != want {
+			t.Errorf("scenario[%q] = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if m, ok := raw["maintenance"].([]any); !ok || len(m) != 0 {
+		t.Errorf("maintenance = %#v, want []", raw["maintenance"])
+	}
+	if l, ok := raw["latency"].(map[string]any); !ok || l["median_ms"] != 0.0 {
+		t.Errorf("latency = %#v", raw["latency"])
+	}
+
+	b, _ = show("PATCH", `{"rps":200,"latency":{"median_ms":40,"p99_ms":400}}`)
+	if b.Scenario.RPS != 200 || b.Scenario.Burst != 200 || b.Scenario.CallbackDelayMs != 5 ||
+		!strings.Contains(b.Summary, "capacity 200 requests/s") || !strings.Contains(b.Summary, "latency median 40 ms, p99 400 ms") {
+		t.Fatalf("after PATCH rps and latency: %+v", b)
+	}
+	b, _ = show("PATCH", `{"outage":"503"}`)
+	if b.State != banksim.StateOutage || b.Scenario.RPS != 200 || !strings.HasPrefix(b.Summary, "outage: every request is answered 503") {
+		t.Fatalf("bank down: %+v", b)
+	}
+	var ae *bankapi.APIError
+	if _, err := e.client("ICBC").Debit(context.Background(), bankapi.TxnRequest{RequestID: "b-1", CardToken: card.CardToken, Amount: 1}); !errors.As(err, &ae) || ae.Code != bankapi.CodeBankUnavailable {
+		t.Fatalf("debit while down: %v", err)
+	}
+	b, _ = show("PATCH", `{"outage":""}`)
+	if b.State != banksim.StateUp || b.Scenario.RPS != 200 || b.Scenario.Latency.MedianMs != 40 {
+		t.Fatalf("bank back: %+v", b)
+	}
+	if got := e.debit("ICBC", "b-2", card, 1); got.Status != bankapi.StatusSuccess {
+		t.Fatalf("debit once back: %+v", got)
+	}
+
+	// What GET shows can be put back as it is, and changes nothing.
+	_, raw = show("GET", "")
+	again, _ := json.Marshal(raw)
+	before, _ := show("GET", "")
+	if after, _ := show("PUT", string(again)); !reflect.DeepEqual(after, before) {
+		t.Fatalf("PUT of what GET showed changed the bank:\n%+v\n%+v", before, after)
+	}
+
+	for _, bad := range []string{`{"outage":"sometimes"}`, `{"rps":-1}`, `{"outag":""}`, `[]`} {
+		if status, _ := e.call("PATCH", "/control/banks/ICBC", controlToken, bad); status != 400 {
+			t.Fatalf("PATCH %s = %d, want 400", bad, status)
+		}
+	}
+	if b, _ := show("GET", ""); b.Scenario.RPS != 200 || b.Scenario.Outage != "" {
+		t.Fatalf("a refused PATCH changed the bank: %+v", b)
+	}
+
+	window := fmt.Sprintf(`{"maintenance":[{"start":%q,"end":%q}]}`, e.clock.Now().Add(-time.Minute).Format(time.RFC3339),
+		e.clock.Now().Add(time.Hour).Format(time.RFC3339))
+	if b, _ := show("PATCH", window); b.State != banksim.StateMaintenance || !strings.Contains(b.Summary, "in maintenance until 2010-11-11T11:00:00+08:00") {
+		t.Fatalf("in maintenance: %+v", b)
+	}
+
+	show("PUT", `{"outage":"close"}`)
+	if b, _ := show("DELETE", ""); b.State != banksim.StateUp || b.Scenario.CallbackDelayMs != 5 || b.Scenario.RPS != 0 || b.Scenario.Outage != "" {
+		t.Fatalf("after DELETE: %+v", b)
+	}
+	if status, _ := e.call("DELETE", "/control/banks/NOPE", controlToken, ""); status != 404 {
+		t.Fatalf("DELETE of an unknown bank: %d", status)
 	}
 }
 
@@ -218,6 +314,13 @@ func TestControlClient(t *testing.T) {
 	}
 	if sc, err := cc.Scenario(ctx, "ABC"); err != nil || sc.Outage != banksim.OutageReject {
 		t.Fatalf("scenario = %+v, %v", sc, err)
+	}
+	if b, err := cc.PatchScenario(ctx, "ABC", json.RawMessage(`{"outage":"","failure_rate":0.5}`)); err != nil ||
+		b.State != banksim.StateUp || b.Scenario.FailureRate != 0.5 {
+		t.Fatalf("patch = %+v, %v", b, err)
+	}
+	if b, err := cc.ResetScenario(ctx, "ABC"); err != nil || b.Scenario.FailureRate != 0 {
+		t.Fatalf("reset = %+v, %v", b, err)
 	}
 	if err := cc.SetScenario(ctx, "ABC", banksim.Scenario{FailureRate: 3}); err == nil {
 		t.Fatal("an invalid scenario was accepted")
