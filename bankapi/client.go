@@ -144,6 +144,21 @@ func (c *Client) Inquire(ctx context.Context, requestID string) (Transaction, er
 	return t, err
 }
 
+// probeRequestID is a request_id the platform never uses (its own begin
+// with two capital letters and digits), for Probe.
+const probeRequestID = "probe"
+
+// Probe inquires about a transaction that does not exist, to learn whether
+// the bank answers: its 404 NOT_FOUND is a healthy bank's answer, and nil
+// is returned. A bank that is down, refusing or unreachable gives the
+// error of any call.
+func (c *Client) Probe(ctx context.Context) error {
+	if _, err := c.Inquire(ctx, probeRequestID); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
 // Statement fetches and parses the statement of date (YYYY-MM-DD, Beijing).
 func (c *Client) Statement(ctx context.Context, date string) (Statement, error) {
 	req, err := c.newGET(ctx, c.path("/statements?date=%s", url.QueryEscape(date)))

@@ -29,6 +29,10 @@ type Bank interface {
 	Maintenance(ctx context.Context) (bankapi.MaintenanceNotice, error)
 	EbankURL(requestID string, amount int64, returnURL, callbackURL string) string
 	VerifyCallback(header string, body []byte) (bankapi.Transaction, error)
+	// Probe asks the bank something that moves no money, to learn whether
+	// it answers: nil, or an error the bank answered with for the
+	// request's own sake (4xx), means it does.
+	Probe(ctx context.Context) error
 }
 
 var _ Bank = (*bankapi.Client)(nil)

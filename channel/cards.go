@@ -72,10 +72,11 @@ func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (b
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	b.calls.Add(1)
-	start := time.Now()
+	start := s.now()
 	card, err := b.client.VerifyCard(cctx, cardNo, holder)
 	b.calls.Add(-1)
-	b.breaker.Done(s.now(), probe, callOutcome(err), time.Since(start))
+	end := s.now()
+	b.breaker.Done(end, probe, callOutcome(err), end.Sub(start))
 	var e *bankapi.APIError
 	switch {
 	case err == nil:
@@ -145,7 +146,7 @@ func (s *Service) Card(ctx context.Context, u *identity.User, cardID string) (*C
 	if cardID == "" || len(cardID) > 64 {
 		return nil, notFound
 	}
-	c, ok := s.cards.get(cardID)
+	c, ok := s.cards.get(cardID, s.now())
 	if !ok {
 		var err error
 		c, err = scanCard(s.cfg.Store.Reader().QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE card_id = ?`, cardID))
@@ -156,7 +157,7 @@ func (s *Service) Card(ctx context.Context, u *identity.User, cardID string) (*C
 			return nil, fmt.Errorf("channel: card: %w", err)
 		}
 		if c.Status == CardActive {
-			s.cards.put(c)
+			s.cards.put(c, s.now())
 		}
 	}
 	if c.UserID != u.UserID || c.Status != CardActive {
@@ -184,21 +185,23 @@ type cardCache struct {
 
 type cardEntry struct {
 	c  Card
-	at time.Time // real time
+	at time.Time // by the service's clock
 }
 
-func (cc *cardCache) get(id string) (*Card, bool) {
+// get returns the card cached under id, unless it was cached more than
+// cardCacheTTL before now (or after now: a clock that stepped back).
+func (cc *cardCache) get(id string, now time.Time) (*Card, bool) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	e, ok := cc.m[id]
-	if !ok || time.Since(e.at) > cardCacheTTL {
+	if age := now.Sub(e.at); !ok || age > cardCacheTTL || age < 0 {
 		return nil, false
 	}
 	c := e.c
 	return &c, true
 }
 
-func (cc *cardCache) put(c *Card) {
+func (cc *cardCache) put(c *Card, now time.Time) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.m == nil {
@@ -210,7 +213,7 @@ func (cc *cardCache) put(c *Card) {
 			break
 		}
 	}
-	cc.m[c.CardID] = cardEntry{c: *c, at: time.Now()}
+	cc.m[c.CardID] = cardEntry{c: *c, at: now}
 }
 
 func (cc *cardCache) drop(id string) {

@@ -59,6 +59,15 @@ func (w *Window) Record(now time.Time, o Outcome, latency time.Duration) {
 	}
 }
 
+// Reset forgets every call recorded.
+func (w *Window) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.buckets {
+		w.buckets[i] = bucket{latencies: w.buckets[i].latencies[:0]}
+	}
+}
+
 func (w *Window) bucketAt(now time.Time) *bucket {
 	start := now.Truncate(bucketWidth)
 	b := &w.buckets[start.Unix()%windowBuckets]

@@ -195,6 +195,8 @@ type bank struct {
 	queued  atomic.Int64 // withdrawals QUEUED
 	calls   atomic.Int64 // calls in flight
 	sweep   atomic.Bool  // a statement sweep is running
+	probing atomic.Bool  // a health probe is out
+	spell   spell        // the poller's account of the bank's bad health
 
 	mu          sync.Mutex
 	maintenance []bankapi.Window // the bank's own notice
@@ -211,6 +213,8 @@ type job struct {
 	// bucket's permission already (probe says whether as a probe).
 	admitted bool
 	probe    bool
+	// probeOnly: no transaction, a health probe of a half-open bank.
+	probeOnly bool
 }
 
 // New returns the service with a channel for every bank of zhifu.Banks

@@ -104,11 +104,12 @@ func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, 
 		}
 		cctx, cancel := context.WithTimeout(ctx, statementTimeout)
 		b.calls.Add(1)
-		start := time.Now()
+		start := s.now()
 		st, err := b.client.Statement(cctx, day)
 		b.calls.Add(-1)
 		cancel()
-		b.breaker.Done(s.now(), probe, callOutcome(err), time.Since(start))
+		end := s.now()
+		b.breaker.Done(end, probe, callOutcome(err), end.Sub(start))
 		if err != nil {
 			return nil, fmt.Errorf("statement %s of %s: %w", day, b.name, err)
 		}

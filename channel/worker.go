@@ -160,7 +160,11 @@ func (s *Service) poll(ctx context.Context) {
 // withdrawals, as far as its breaker and background bucket allow; it
 // returns how much it handed out or started.
 func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, error) {
-	if b.breaker.State(now) == Open {
+	if err := s.recover(ctx, b, now); err != nil {
+		return 0, err
+	}
+	br := b.breaker.State(now)
+	if br == Open {
 		return 0, nil
 	}
 	if _, ok := s.maintenanceAt(b, now); ok {
@@ -201,6 +205,9 @@ func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, er
 			})
 		}
 	}
+	if br == HalfOpen && handed == 0 && s.startProbe(b) {
+		handed++
+	}
 	n, err := s.claimPayouts(ctx, b, now)
 	return handed + n, err
 }
@@ -239,6 +246,10 @@ func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int
 // work makes the one call a job's transaction needs now and saves what it
 // came to.
 func (s *Service) work(ctx context.Context, b *bank, j job) {
+	if j.probeOnly {
+		s.probe(ctx, b)
+		return
+	}
 	probe := j.probe
 	if !j.admitted {
 		var ok bool
@@ -304,7 +315,7 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 	defer cancel()
 	b.calls.Add(1)
 	defer b.calls.Add(-1)
-	start := time.Now()
+	start := s.now()
 	var txn bankapi.Transaction
 	var err error
 	switch {
@@ -325,7 +336,8 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 			a = Answer{Kind: Unknown, Reason: "MISMATCH"}
 		}
 	}
-	b.breaker.Done(s.now(), probe, answerOutcome(a), time.Since(start))
+	end := s.now()
+	b.breaker.Done(end, probe, answerOutcome(a), end.Sub(start))
 	return a
 }
 
