@@ -1,6 +1,7 @@
 package banksim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -36,10 +37,42 @@ type Behaviour struct {
 // behaviourJSON is Behaviour on the wire: the scenario with no field left
 // out.
 type behaviourJSON struct {
-	Bank     string         `json:"bank"`
-	State    string         `json:"state"`
-	Summary  string         `json:"summary"`
-	Scenario map[string]any `json:"scenario"`
+	Bank     string   `json:"bank"`
+	State    string   `json:"state"`
+	Summary  string   `json:"summary"`
+	Scenario fieldSet `json:"scenario"`
+}
+
+// fieldSet is a JSON object whose fields keep their order: a struct's, so
+// that related settings read together.
+type fieldSet []field
+
+type field struct {
+	name  string
+	value any
+}
+
+func (fs fieldSet) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, f := range fs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, err := json.Marshal(f.name)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(f.value)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // MarshalJSON writes every field of the scenario, zero or not: a setting
@@ -186,12 +219,12 @@ func (s Scenario) summary(now time.Time) []string {
 }
 
 // explicit renders a struct as a JSON object with every field, by its json
-// name, whether or not the field says omitempty: nested structs the same
-// way, a nil slice as [] and a nil pointer as null.
-func explicit(v any) map[string]any {
+// name and in its order, whether or not the field says omitempty: nested
+// structs the same way, a nil slice as [] and a nil pointer as null.
+func explicit(v any) fieldSet {
 	rv := reflect.ValueOf(v)
 	rt := rv.Type()
-	out := make(map[string]any, rt.NumField())
+	out := make(fieldSet, 0, rt.NumField())
 	for i := range rt.NumField() {
 		f := rt.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -202,20 +235,20 @@ func explicit(v any) map[string]any {
 			name = f.Name
 		}
 		fv := rv.Field(i)
+		var value any
 		switch {
 		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]():
-			out[name] = explicit(fv.Interface())
+			value = explicit(fv.Interface())
 		case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
-			if fv.IsNil() {
-				out[name] = nil
-			} else {
-				out[name] = explicit(fv.Elem().Interface())
+			if !fv.IsNil() {
+				value = explicit(fv.Elem().Interface())
 			}
 		case f.Type.Kind() == reflect.Slice && fv.IsNil():
-			out[name] = []any{}
+			value = []any{}
 		default:
-			out[name] = fv.Interface()
+			value = fv.Interface()
 		}
+		out = append(out, field{name, value})
 	}
 	return out
 }
