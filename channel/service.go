@@ -47,6 +47,9 @@ const (
 	jobsQueueMax = 1024
 	// claimBatchMax bounds the withdrawals claimed in one op.
 	claimBatchMax = 256
+	// queueRecheckInterval is how often, in clock time, a withdrawal
+	// queue that looks empty in memory is claimed from all the same.
+	queueRecheckInterval = time.Second
 	// pollInterval is how often the workers look for due work (real
 	// time; what is due is decided by the clock).
 	pollInterval = 50 * time.Millisecond
@@ -196,7 +199,10 @@ type bank struct {
 	calls   atomic.Int64 // calls in flight
 	sweep   atomic.Bool  // a statement sweep is running
 	probing atomic.Bool  // a health probe is out
-	spell   spell        // the poller's account of the bank's bad health
+	// Only the poller touches these: its account of the bank's bad
+	// health, and when it last claimed from a queue that looked empty.
+	spell        spell
+	queueChecked time.Time
 
 	mu          sync.Mutex
 	maintenance []bankapi.Window // the bank's own notice

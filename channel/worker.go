@@ -216,9 +216,15 @@ func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, er
 // callers: never more than the background bucket has tokens for, never
 // while the bank is in maintenance, one at a time while its breaker
 // probes.
+//
+// The queue's length in memory spares the database a claim when the queue
+// is empty. It can be off for a moment (the refresher's count races with
+// the acceptances and claims counted meanwhile), so a queue that looks
+// empty is counted again every queueRecheckInterval of clock time, and a
+// claim that finds fewer than it asked for knows the queue is empty.
 func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int, error) {
-	if b.queued.Load() <= 0 {
-		return 0, nil
+	if ok, err := s.queueNotEmpty(ctx, b, now); !ok || err != nil {
+		return 0, err
 	}
 	n := min(cap(b.jobs)-len(b.jobs), int(b.bg.Tokens(now))-len(b.jobs), claimBatchMax)
 	if b.breaker.State(now) == HalfOpen {
@@ -234,13 +240,40 @@ func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int
 	if err != nil {
 		return 0, fmt.Errorf("claim payouts: %w", err)
 	}
-	b.queued.Add(-int64(len(op.txns)))
+	if len(op.txns) < n {
+		b.queued.Store(0)
+	} else {
+		b.queued.Add(-int64(len(op.txns)))
+	}
 	for _, t := range op.txns {
 		if s.markInflight(t.TxnID) {
 			b.jobs <- job{txnID: t.TxnID, t: t}
 		}
 	}
 	return len(op.txns), nil
+}
+
+// queueNotEmpty reports whether the bank's withdrawal queue may hold
+// something: its length in memory says so, or, at most every
+// queueRecheckInterval, a count in the database.
+func (s *Service) queueNotEmpty(ctx context.Context, b *bank, now time.Time) (bool, error) {
+	q := b.queued.Load()
+	if q > 0 {
+		return true, nil
+	}
+	if since := now.Sub(b.queueChecked); since >= 0 && since < queueRecheckInterval {
+		return false, nil
+	}
+	b.queueChecked = now
+	var n int64
+	if err := s.cfg.Store.Reader().QueryRow(ctx, `SELECT count(*) FROM bank_txns WHERE bank = ? AND status = ?`,
+		b.name, string(StatusQueued)).Scan(&n); err != nil {
+		return false, fmt.Errorf("count queue: %w", err)
+	}
+	if n > 0 {
+		b.queued.CompareAndSwap(q, n)
+	}
+	return n > 0, nil
 }
 
 // work makes the one call a job's transaction needs now and saves what it
