@@ -36,7 +36,9 @@
 // one the bank knows is HOLDER_MISMATCH.
 //
 // request_id is 1 to 64 characters of [A-Za-z0-9._:-], unique per bank across
-// debits and credits. The same request_id with the same content (kind, card,
+// debits and credits; the platform's own begin with two capital letters, so
+// "probe" is never one of them, and Client.Probe inquires about it to learn
+// whether the bank answers at all (a 404 says it does). The same request_id with the same content (kind, card,
 // amount, callback_url) answers the current state of the first request and
 // never moves money twice; with different content it is 409
 // REQUEST_ID_CONFLICT. A Transaction is
