@@ -5,57 +5,18 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"zhifu/bankapi"
 )
-
-// VerifyRequest is the body of POST /banks/{bank}/cards/verify.
-type VerifyRequest struct {
-	CardNo string `json:"card_no"`
-	Holder string `json:"holder"`
-}
-
-// Card is the answer to a verify: the bank's token for the card and its
-// last four digits, all the platform may keep.
-type Card struct {
-	Bank      string `json:"bank"`
-	CardToken string `json:"card_token"`
-	Last4     string `json:"last4"`
-}
-
-// TxnRequest is the body of POST /banks/{bank}/debits and /credits.
-type TxnRequest struct {
-	RequestID   string `json:"request_id"`
-	CardToken   string `json:"card_token"`
-	Amount      int64  `json:"amount"` // fen
-	CallbackURL string `json:"callback_url,omitempty"`
-}
-
-// Transaction is a debit or credit as the bank sees it: the answer to a
-// debit, credit or inquiry, and the body of a callback.
-type Transaction struct {
-	RequestID string     `json:"request_id"`
-	Bank      string     `json:"bank"`
-	Kind      string     `json:"kind"`
-	Status    string     `json:"status"`
-	Amount    int64      `json:"amount"` // fen
-	BankTxnID string     `json:"bank_txn_id,omitempty"`
-	Reason    string     `json:"reason,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	SettledAt *time.Time `json:"settled_at,omitempty"`
-}
-
-// MaintenanceNotice is the answer to GET /banks/{bank}/maintenance.
-type MaintenanceNotice struct {
-	Windows []Window `json:"windows"`
-}
 
 func (s *Sim) handleVerify(w http.ResponseWriter, r *http.Request, b *bankState, _ Scenario) {
 	body, ok := s.readSigned(w, r, b)
 	if !ok {
 		return
 	}
-	var req VerifyRequest
+	var req bankapi.VerifyRequest
 	if err := decodeStrict(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "body must be {card_no, holder}")
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "body must be {card_no, holder}")
 		return
 	}
 	card, code, err := s.provision(r.Context(), b, req.CardNo, req.Holder)
@@ -68,28 +29,28 @@ func (s *Sim) handleVerify(w http.ResponseWriter, r *http.Request, b *bankState,
 
 // provision checks a card and opens its account on first sight. On failure
 // it returns the error code to answer.
-func (s *Sim) provision(ctx context.Context, b *bankState, cardNo, holder string) (Card, string, error) {
+func (s *Sim) provision(ctx context.Context, b *bankState, cardNo, holder string) (bankapi.Card, string, error) {
 	holder, err := checkCard(cardNo, holder)
 	if err != nil {
-		return Card{}, CodeInvalidCard, err
+		return bankapi.Card{}, bankapi.CodeInvalidCard, err
 	}
-	card := Card{Bank: b.name, CardToken: cardToken(b.tokenKey, cardNo), Last4: cardNo[len(cardNo)-4:]}
+	card := bankapi.Card{Bank: b.name, CardToken: cardToken(b.tokenKey, cardNo), Last4: cardNo[len(cardNo)-4:]}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
 	err = s.store.provisionCard(ctx, b.name, card.CardToken, holder, card.Last4, s.cfg.StartingBalance, s.now())
 	switch {
 	case errors.Is(err, errHolderMismatch):
-		return Card{}, CodeHolderMismatch, err
+		return bankapi.Card{}, bankapi.CodeHolderMismatch, err
 	case err != nil:
-		return Card{}, CodeSystemError, err
+		return bankapi.Card{}, bankapi.CodeSystemError, err
 	}
 	return card, "", nil
 }
 
 func (s *Sim) answerProvisionError(w http.ResponseWriter, code string, err error) {
-	if code == CodeSystemError {
+	if code == bankapi.CodeSystemError {
 		s.log.Error("verify failed", "err", err)
-		writeError(w, http.StatusInternalServerError, CodeSystemError, "system error")
+		writeError(w, http.StatusInternalServerError, bankapi.CodeSystemError, "system error")
 		return
 	}
 	writeError(w, http.StatusBadRequest, code, err.Error())
@@ -101,25 +62,25 @@ func (s *Sim) handleTxn(kind string) bankHandler {
 		if !ok {
 			return
 		}
-		var req TxnRequest
+		var req bankapi.TxnRequest
 		if err := decodeStrict(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "body must be {request_id, card_token, amount, callback_url}")
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "body must be {request_id, card_token, amount, callback_url}")
 			return
 		}
 		in := txnIn{Bank: b.name, RequestID: req.RequestID, Kind: kind, Channel: channelAPI,
 			CardToken: req.CardToken, Amount: req.Amount, CallbackURL: req.CallbackURL}
 		if err := checkTxn(in); err != nil {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 			return
 		}
 		t, res, err := s.submit(r.Context(), b, sc, in)
 		switch {
 		case err != nil:
 			s.log.Error("transaction failed", "bank", b.name, "request_id", in.RequestID, "err", err)
-			writeError(w, http.StatusInternalServerError, CodeSystemError, "system error")
+			writeError(w, http.StatusInternalServerError, bankapi.CodeSystemError, "system error")
 			return
 		case res == submitConflict:
-			writeError(w, http.StatusConflict, CodeRequestIDConflict, "request_id was used for a different transaction")
+			writeError(w, http.StatusConflict, bankapi.CodeRequestIDConflict, "request_id was used for a different transaction")
 			return
 		}
 		if s.injectTimeout(w, r, b, sc) {
@@ -133,7 +94,7 @@ func (s *Sim) handleTxn(kind string) bankHandler {
 // callback. The write is not cancelled with the request: a bank that
 // received an instruction carries it out whether or not the caller is
 // still listening.
-func (s *Sim) submit(ctx context.Context, b *bankState, sc Scenario, in txnIn) (Transaction, submitResult, error) {
+func (s *Sim) submit(ctx context.Context, b *bankState, sc Scenario, in txnIn) (bankapi.Transaction, submitResult, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
 	async := sc.SettleDelayMs > 0
@@ -151,7 +112,7 @@ func (s *Sim) submit(ctx context.Context, b *bankState, sc Scenario, in txnIn) (
 		// No room to settle later: settle now rather than leave the
 		// transaction undecided.
 		if r, _, err = s.store.settle(ctx, b.name, in.RequestID, s.chance(sc.FailureRate), s.now()); err != nil {
-			return Transaction{}, res, err
+			return bankapi.Transaction{}, res, err
 		}
 	}
 	s.decided(b, sc, r)
@@ -179,7 +140,7 @@ func (s *Sim) settleJob(b *bankState, ch, requestID string) func(context.Context
 
 // decided counts a transaction's outcome and sends its callback.
 func (s *Sim) decided(b *bankState, sc Scenario, r row) {
-	if r.Status == StatusSuccess {
+	if r.Status == bankapi.StatusSuccess {
 		b.stats.succeeded.Add(1)
 	} else {
 		b.stats.failed.Add(1)
@@ -208,9 +169,9 @@ func (s *Sim) handleInquiry(w http.ResponseWriter, r *http.Request, b *bankState
 	switch {
 	case err != nil:
 		s.log.Error("inquiry failed", "bank", b.name, "err", err)
-		writeError(w, http.StatusInternalServerError, CodeSystemError, "system error")
+		writeError(w, http.StatusInternalServerError, bankapi.CodeSystemError, "system error")
 	case !found:
-		writeError(w, http.StatusNotFound, CodeNotFound, "the bank has no such transaction")
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "the bank has no such transaction")
 	default:
 		writeJSONStatus(w, http.StatusOK, row.transaction())
 	}
@@ -223,10 +184,10 @@ func (s *Sim) handleMaintenance(w http.ResponseWriter, r *http.Request, b *bankS
 		return
 	}
 	now := s.now()
-	n := MaintenanceNotice{Windows: []Window{}}
+	n := bankapi.MaintenanceNotice{Windows: []bankapi.Window{}}
 	for _, win := range sc.Maintenance {
 		if win.End.After(now) {
-			n.Windows = append(n.Windows, Window{Start: win.Start.In(beijing), End: win.End.In(beijing)})
+			n.Windows = append(n.Windows, bankapi.Window{Start: win.Start.In(beijing), End: win.End.In(beijing)})
 		}
 	}
 	writeJSONStatus(w, http.StatusOK, n)

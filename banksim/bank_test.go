@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -25,12 +26,12 @@ func TestVerifyDebitCallback(t *testing.T) {
 	}
 
 	got := e.debit("ICBC", "topup-1", card, 800_00)
-	if got.Status != banksim.StatusSuccess || got.Kind != banksim.KindDebit || got.Amount != 800_00 ||
+	if got.Status != bankapi.StatusSuccess || got.Kind != bankapi.KindDebit || got.Amount != 800_00 ||
 		got.BankTxnID == "" || got.SettledAt == nil {
 		t.Fatalf("debit = %+v", got)
 	}
 	cb := e.sink.next()
-	if cb.RequestID != "topup-1" || cb.Bank != "ICBC" || cb.Status != banksim.StatusSuccess ||
+	if cb.RequestID != "topup-1" || cb.Bank != "ICBC" || cb.Status != bankapi.StatusSuccess ||
 		cb.Amount != 800_00 || cb.BankTxnID != got.BankTxnID {
 		t.Fatalf("callback = %+v, want the debit %+v", cb, got)
 	}
@@ -77,16 +78,16 @@ func TestVerifyRefusals(t *testing.T) {
 	tests := []struct {
 		name, cardNo, holder, code string
 	}{
-		{"luhn", bad, "A", banksim.CodeInvalidCard},
-		{"short", "4111111111111", "A", banksim.CodeInvalidCard},
-		{"letters", "62220200000000a1", "A", banksim.CodeInvalidCard},
-		{"no holder", cardNo(2), "  ", banksim.CodeInvalidCard},
-		{"other holder", cardNo(1), "Someone Else", banksim.CodeHolderMismatch},
+		{"luhn", bad, "A", bankapi.CodeInvalidCard},
+		{"short", "4111111111111", "A", bankapi.CodeInvalidCard},
+		{"letters", "62220200000000a1", "A", bankapi.CodeInvalidCard},
+		{"no holder", cardNo(2), "  ", bankapi.CodeInvalidCard},
+		{"other holder", cardNo(1), "Someone Else", bankapi.CodeHolderMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := c.VerifyCard(context.Background(), tt.cardNo, tt.holder)
-			var ae *banksim.APIError
+			var ae *bankapi.APIError
 			if !errors.As(err, &ae) || ae.Status != 400 || ae.Code != tt.code {
 				t.Fatalf("err = %v, want 400 %s", err, tt.code)
 			}
@@ -111,20 +112,20 @@ func TestDebitIdempotent(t *testing.T) {
 		call func() error
 	}{
 		{"other amount", func() error {
-			_, err := c.Debit(context.Background(), banksim.TxnRequest{RequestID: "pay-1", CardToken: card.CardToken,
+			_, err := c.Debit(context.Background(), bankapi.TxnRequest{RequestID: "pay-1", CardToken: card.CardToken,
 				Amount: 200_00, CallbackURL: e.sink.url("CCB")})
 			return err
 		}},
 		{"credit with a debit's id", func() error {
-			_, err := c.Credit(context.Background(), banksim.TxnRequest{RequestID: "pay-1", CardToken: card.CardToken,
+			_, err := c.Credit(context.Background(), bankapi.TxnRequest{RequestID: "pay-1", CardToken: card.CardToken,
 				Amount: 100_00, CallbackURL: e.sink.url("CCB")})
 			return err
 		}},
 	}
 	for _, tt := range conflicts {
 		t.Run(tt.name, func(t *testing.T) {
-			var ae *banksim.APIError
-			if err := tt.call(); !errors.As(err, &ae) || ae.Status != 409 || ae.Code != banksim.CodeRequestIDConflict {
+			var ae *bankapi.APIError
+			if err := tt.call(); !errors.As(err, &ae) || ae.Status != 409 || ae.Code != bankapi.CodeRequestIDConflict {
 				t.Fatalf("err = %v, want 409 REQUEST_ID_CONFLICT", err)
 			}
 		})
@@ -139,17 +140,17 @@ func TestInsufficientFunds(t *testing.T) {
 	e := newEnv(t, func(c *banksim.Config) { c.StartingBalance = 500_00 })
 	card := e.card("ABC", 1)
 	got := e.debit("ABC", "big", card, 800_00)
-	if got.Status != banksim.StatusFailed || got.Reason != banksim.ReasonInsufficientFunds {
+	if got.Status != bankapi.StatusFailed || got.Reason != bankapi.ReasonInsufficientFunds {
 		t.Fatalf("debit = %+v, want FAILED INSUFFICIENT_FUNDS", got)
 	}
-	if cb := e.sink.next(); cb.Status != banksim.StatusFailed || cb.Reason != banksim.ReasonInsufficientFunds {
+	if cb := e.sink.next(); cb.Status != bankapi.StatusFailed || cb.Reason != bankapi.ReasonInsufficientFunds {
 		t.Fatalf("callback = %+v", cb)
 	}
 	if b := e.balance("ABC", card); b != 500_00 {
 		t.Fatalf("balance = %d, want unchanged 50000", b)
 	}
-	unknown := banksim.Card{CardToken: "ct_nobody"}
-	if got := e.debit("ABC", "ghost", unknown, 1); got.Reason != banksim.ReasonCardNotFound {
+	unknown := bankapi.Card{CardToken: "ct_nobody"}
+	if got := e.debit("ABC", "ghost", unknown, 1); got.Reason != bankapi.ReasonCardNotFound {
 		t.Fatalf("debit of an unknown card = %+v", got)
 	}
 	e.checkBooks()
@@ -159,12 +160,12 @@ func TestPayout(t *testing.T) {
 	e := newEnv(t, func(c *banksim.Config) { c.SettlementFloat = 1000_00 })
 	card := e.card("BOC", 1)
 	c := e.client("BOC")
-	req := banksim.TxnRequest{RequestID: "wd-1", CardToken: card.CardToken, Amount: 600_00, CallbackURL: e.sink.url("BOC")}
+	req := bankapi.TxnRequest{RequestID: "wd-1", CardToken: card.CardToken, Amount: 600_00, CallbackURL: e.sink.url("BOC")}
 	got, err := c.Credit(context.Background(), req)
-	if err != nil || got.Status != banksim.StatusSuccess || got.Kind != banksim.KindCredit {
+	if err != nil || got.Status != bankapi.StatusSuccess || got.Kind != bankapi.KindCredit {
 		t.Fatalf("credit = %+v, %v", got, err)
 	}
-	if cb := e.sink.next(); cb.RequestID != "wd-1" || cb.Kind != banksim.KindCredit || cb.Status != banksim.StatusSuccess {
+	if cb := e.sink.next(); cb.RequestID != "wd-1" || cb.Kind != bankapi.KindCredit || cb.Status != bankapi.StatusSuccess {
 		t.Fatalf("callback = %+v", cb)
 	}
 	if b := e.balance("BOC", card); b != banksim.StartingBalanceDefault+600_00 {
@@ -173,7 +174,7 @@ func TestPayout(t *testing.T) {
 	// 400.00 left in the settlement account: 600.00 more is refused.
 	req.RequestID = "wd-2"
 	got, err = c.Credit(context.Background(), req)
-	if err != nil || got.Status != banksim.StatusFailed || got.Reason != banksim.ReasonSettlementInsufficient {
+	if err != nil || got.Status != bankapi.StatusFailed || got.Reason != bankapi.ReasonSettlementInsufficient {
 		t.Fatalf("credit beyond the float = %+v, %v", got, err)
 	}
 	books, _ := e.sim.Books("BOC")
@@ -186,7 +187,7 @@ func TestPayout(t *testing.T) {
 func TestInquiry(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.client("CEB")
-	if _, err := c.Inquire(context.Background(), "never-sent"); !banksim.IsNotFound(err) {
+	if _, err := c.Inquire(context.Background(), "never-sent"); !bankapi.IsNotFound(err) {
 		t.Fatalf("inquiry of an unknown id: %v, want 404", err)
 	}
 	card := e.card("CEB", 1)
@@ -205,15 +206,15 @@ func TestSettleDelayAnswersAccepted(t *testing.T) {
 	e.scenario("CMB", banksim.Scenario{SettleDelayMs: 30})
 	card := e.card("CMB", 1)
 	got := e.debit("CMB", "slow-1", card, 5_00)
-	if got.Status != banksim.StatusAccepted || got.SettledAt != nil {
+	if got.Status != bankapi.StatusAccepted || got.SettledAt != nil {
 		t.Fatalf("debit = %+v, want ACCEPTED", got)
 	}
 	cb := e.sink.next()
-	if cb.Status != banksim.StatusSuccess || cb.SettledAt == nil {
+	if cb.Status != bankapi.StatusSuccess || cb.SettledAt == nil {
 		t.Fatalf("callback = %+v", cb)
 	}
 	q, err := e.client("CMB").Inquire(context.Background(), "slow-1")
-	if err != nil || q.Status != banksim.StatusSuccess {
+	if err != nil || q.Status != bankapi.StatusSuccess {
 		t.Fatalf("inquiry = %+v, %v", q, err)
 	}
 	e.checkBooks()
@@ -226,13 +227,13 @@ func TestRestartSettlesAccepted(t *testing.T) {
 		c.Scenarios = banksim.Scenarios{Default: banksim.Scenario{SettleDelayMs: 60_000}}
 	})
 	card := e.card("ICBC", 1)
-	if got := e.debit("ICBC", "held", card, 1_00); got.Status != banksim.StatusAccepted {
+	if got := e.debit("ICBC", "held", card, 1_00); got.Status != bankapi.StatusAccepted {
 		t.Fatalf("debit = %+v", got)
 	}
 	e.close()
 	e.cfg.Scenarios = banksim.Scenarios{}
 	e.open()
-	if cb := e.sink.next(); cb.RequestID != "held" || cb.Status != banksim.StatusSuccess {
+	if cb := e.sink.next(); cb.RequestID != "held" || cb.Status != bankapi.StatusSuccess {
 		t.Fatalf("callback after restart = %+v", cb)
 	}
 	if again := e.card("ICBC", 1); again.CardToken != card.CardToken {

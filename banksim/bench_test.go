@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 // BenchmarkDebit measures the simulator's own throughput over HTTP, which
@@ -21,7 +21,7 @@ func BenchmarkDebit(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := fmt.Sprint("b-", n.Add(1))
-			if _, err := c.Debit(context.Background(), banksim.TxnRequest{RequestID: id, CardToken: card.CardToken, Amount: 1}); err != nil {
+			if _, err := c.Debit(context.Background(), bankapi.TxnRequest{RequestID: id, CardToken: card.CardToken, Amount: 1}); err != nil {
 				b.Error(err)
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -27,7 +28,7 @@ func TestBooksBalanceUnderFaults(t *testing.T) {
 		c.StartingBalance = randomStarting
 		c.SettlementFloat = 5000_00
 	})
-	cards := map[string][]banksim.Card{}
+	cards := map[string][]bankapi.Card{}
 	for _, b := range banks {
 		for i := range randomCards {
 			cards[b] = append(cards[b], e.card(b, i))
@@ -51,7 +52,7 @@ func TestBooksBalanceUnderFaults(t *testing.T) {
 
 // runRandomOps sends the random workload and returns, per bank, every
 // request_id sent.
-func runRandomOps(e *env, banks []string, cards map[string][]banksim.Card) map[string][]string {
+func runRandomOps(e *env, banks []string, cards map[string][]bankapi.Card) map[string][]string {
 	sent := map[string][]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -61,7 +62,7 @@ func runRandomOps(e *env, banks []string, cards map[string][]banksim.Card) map[s
 			for i := range randomOps / randomWorkers {
 				bank := banks[rng.IntN(len(banks))]
 				c := e.client(bank)
-				req := banksim.TxnRequest{RequestID: fmt.Sprintf("w%d-%d", w, i),
+				req := bankapi.TxnRequest{RequestID: fmt.Sprintf("w%d-%d", w, i),
 					CardToken: cards[bank][rng.IntN(randomCards)].CardToken, Amount: 1 + rng.Int64N(1500_00),
 					CallbackURL: e.sink.url(bank)}
 				mu.Lock()
@@ -96,7 +97,7 @@ func checkJournal(t *testing.T, e *env, bank string, ids []string) {
 	c := e.client(bank)
 	for _, id := range ids {
 		q, err := c.Inquire(context.Background(), id)
-		if banksim.IsNotFound(err) {
+		if bankapi.IsNotFound(err) {
 			continue // refused before the bank recorded it
 		}
 		if err != nil {
@@ -104,8 +105,8 @@ func checkJournal(t *testing.T, e *env, bank string, ids []string) {
 		}
 		found++
 		switch {
-		case q.Status != banksim.StatusSuccess:
-		case q.Kind == banksim.KindDebit:
+		case q.Status != bankapi.StatusSuccess:
+		case q.Kind == bankapi.KindDebit:
 			debited += q.Amount
 		default:
 			credited += q.Amount

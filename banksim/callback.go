@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"zhifu/bankapi"
 )
 
 // Limits of callback delivery.
@@ -222,7 +224,7 @@ func (s *Sim) post(ctx context.Context, d *delivery) bool {
 		return false
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, Sign(d.bank.secret, s.now(), d.body))
+	req.Header.Set(bankapi.SignatureHeader, bankapi.Sign(d.bank.secret, s.now(), d.body))
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
 		s.log.Debug("callback attempt failed", "bank", d.bank.name, "request_id", d.requestID, "err", err)

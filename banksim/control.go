@@ -5,11 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"zhifu/bankapi"
 )
 
 func (s *Sim) controlRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /control/banks/{bank}", s.control(s.getScenario))
+	mux.HandleFunc("GET /control/banks/{bank}", s.control(s.getBehaviour))
 	mux.HandleFunc("PUT /control/banks/{bank}", s.control(s.putScenario))
+	mux.HandleFunc("PATCH /control/banks/{bank}", s.control(s.patchScenario))
+	mux.HandleFunc("DELETE /control/banks/{bank}", s.control(s.resetScenario))
 	mux.HandleFunc("GET /control/banks", s.control(s.getScenarios))
 	mux.HandleFunc("PUT /control/banks", s.control(s.putScenarios))
 	mux.HandleFunc("GET /control/stats", s.control(s.getStats))
@@ -21,7 +25,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 func (s *Sim) control(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.ControlToken == "" {
-			writeError(w, http.StatusNotFound, CodeNotFound, "the control API is disabled")
+			writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "the control API is disabled")
 			return
 		}
 		want := "Bearer " + s.cfg.ControlToken
@@ -33,31 +37,70 @@ func (s *Sim) control(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Sim) getScenario(w http.ResponseWriter, r *http.Request) {
-	sc, ok := s.Scenario(r.PathValue("bank"))
+// getBehaviour answers the bank's behaviour now.
+func (s *Sim) getBehaviour(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.Behaviour(r.PathValue("bank"))
 	if !ok {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 		return
 	}
-	writeJSONStatus(w, http.StatusOK, sc)
+	writeJSONStatus(w, http.StatusOK, b)
 }
 
 // putScenario replaces one bank's scenario with the body.
 func (s *Sim) putScenario(w http.ResponseWriter, r *http.Request) {
+	s.changeScenario(w, r, func(_ Scenario, body []byte) (Scenario, error) {
+		var sc Scenario
+		err := decodeStrict(body, &sc)
+		return sc, err
+	})
+}
+
+// patchScenario changes the fields of one bank's scenario that the body
+// names: {"outage":""} ends an outage and keeps the rest.
+func (s *Sim) patchScenario(w http.ResponseWriter, r *http.Request) {
+	s.changeScenario(w, r, mergeScenario)
+}
+
+// resetScenario puts one bank back on the scenario the simulator started
+// with.
+func (s *Sim) resetScenario(w http.ResponseWriter, r *http.Request) {
 	bank := r.PathValue("bank")
 	if s.banks[bank] == nil {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 		return
 	}
-	var sc Scenario
-	if !readControlBody(w, r, &sc) {
+	if err := s.SetScenario(bank, s.cfg.Scenarios.For(bank)); err != nil {
+		writeError(w, http.StatusInternalServerError, bankapi.CodeSystemError, err.Error())
 		return
 	}
-	if err := s.SetScenario(bank, sc); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+	s.getBehaviour(w, r)
+}
+
+// changeScenario reads the body, makes the bank's new scenario of it and
+// the current one, installs it, and answers the behaviour that results.
+// The bank's lock is not held meanwhile: two operators changing one bank
+// at once each get a whole scenario, the last one's.
+func (s *Sim) changeScenario(w http.ResponseWriter, r *http.Request, change func(Scenario, []byte) (Scenario, error)) {
+	bank := r.PathValue("bank")
+	cur, ok := s.Scenario(bank)
+	if !ok {
+		writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 		return
 	}
-	s.getScenario(w, r)
+	body, ok := readControlBody(w, r)
+	if !ok {
+		return
+	}
+	sc, err := change(cur, body)
+	if err == nil {
+		err = s.SetScenario(bank, sc)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
+		return
+	}
+	s.getBehaviour(w, r)
 }
 
 func (s *Sim) getScenarios(w http.ResponseWriter, _ *http.Request) {
@@ -71,33 +114,36 @@ func (s *Sim) getScenarios(w http.ResponseWriter, _ *http.Request) {
 // putScenarios replaces every bank's scenario: banks named in the body get
 // theirs, the others the default.
 func (s *Sim) putScenarios(w http.ResponseWriter, r *http.Request) {
+	body, ok := readControlBody(w, r)
+	if !ok {
+		return
+	}
 	var ss Scenarios
-	if !readControlBody(w, r, &ss) {
+	if err := decodeStrict(body, &ss); err != nil {
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 		return
 	}
 	if err := s.SetScenarios(ss); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, err.Error())
 		return
 	}
 	s.getScenarios(w, r)
 }
 
-func readControlBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// readControlBody reads a control request's body; on failure it has
+// answered.
+func readControlBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, scenarioFileBytesMax))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "body too large")
+			writeError(w, http.StatusRequestEntityTooLarge, bankapi.CodeRequestTooLarge, "body too large")
 		} else {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "could not read body")
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "could not read body")
 		}
-		return false
+		return nil, false
 	}
-	if err := decodeStrict(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
-		return false
-	}
-	return true
+	return body, true
 }
 
 func (s *Sim) getStats(w http.ResponseWriter, _ *http.Request) {

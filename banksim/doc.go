@@ -1,10 +1,12 @@
-// Package banksim simulates the banks zhifu moves money through, as a real
-// HTTP server that fails the way the articles' banks failed: it slows down,
+// Package banksim simulates the banks zhifu moves money through: a real
+// HTTP server that answers the protocol of package bankapi (its endpoints,
+// signatures, callbacks, statements and online-banking pages are documented
+// there) and fails the way the articles' banks failed: it slows down,
 // refuses traffic beyond its capacity or queues it until it collapses, takes
 // the money and then never answers, loses callbacks or sends them twice or
 // late or out of order, goes down entirely, and stops for maintenance (as CEB
 // stopped for an hour on 11 November 2010 to expand). The platform's bank
-// channels are tested against it over real HTTP, using Client.
+// channels are tested against it over real HTTP, through bankapi.Client.
 //
 // # Books
 //
@@ -19,109 +21,47 @@
 // stored: only a token (an HMAC of the number under a key of the bank's) and
 // the last four digits, as PCI DSS asks.
 //
-// # Signatures
+// Any card number that passes the protocol's checks is a card: its first
+// verify provisions its account with Config.StartingBalance, and the holder
+// given then is the holder for good. Debits and credits answer ACCEPTED only
+// when the scenario has a settle delay; otherwise they are decided at once.
+// Callbacks not yet delivered when the simulator closes are dropped, as a
+// bank that restarts may drop them.
 //
-// Every request from the platform carries the header
+// # Scenarios
 //
-//	Bank-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<payload>")>
+// Each bank behaves as its Scenario says: capacity (a token bucket and a
+// bound on requests in flight, refusing or queueing beyond it), latency,
+// failure and error rates, timeouts after debiting, settle delays, callback
+// faults, an outage ("503" or "close"), and maintenance windows. A scenario
+// file (LoadScenario, "zhifu banksim --scenario") is JSON Scenarios: a
+// default for every bank and overrides by name, for instance
 //
-// where secret is the bank's secret, and payload is the request body for a
-// POST and the request target (path and query, exactly as sent) for a GET.
-// The bank answers 401 INVALID_SIGNATURE when the header is missing or wrong
-// or t is more than five minutes from the bank's clock. The bank signs its
-// callbacks the same way, over the callback body, with the same secret.
+//	{"default": {"latency": {"median_ms": 40, "p99_ms": 400}},
+//	 "banks": {"CMB": {"rps": 200, "overload": "queue"},
+//	           "CEB": {"maintenance": [{"start": "2010-11-11T00:00:00+08:00",
+//	                                    "end":   "2010-11-11T01:00:00+08:00"}]}}}
 //
-// # Endpoints
+// Unknown fields are refused, so a misspelt setting is never silently
+// ignored.
 //
-// All bodies are JSON; amounts are integer fen. {bank} is one of the
-// configured banks (zhifu.Banks by default).
+// # Control API
 //
-//	POST /banks/{bank}/cards/verify        {card_no, holder} → {bank, card_token, last4}
-//	POST /banks/{bank}/debits              {request_id, card_token, amount, callback_url} → Transaction
-//	POST /banks/{bank}/credits             same body and answer: a payout to the card
-//	GET  /banks/{bank}/transactions/{id}   → Transaction, or 404 NOT_FOUND if the bank never received it
-//	GET  /banks/{bank}/statements?date=YYYY-MM-DD → CSV (see below)
-//	GET  /banks/{bank}/maintenance         → {"windows":[{"start","end"}]} current and future windows,
-//	                                         answered even during an outage or maintenance
-//	GET  /banks/{bank}/ebank?…&sig=…       online-banking page (see below); POST confirms it
+// The control API, which needs "Authorization: Bearer <Config.ControlToken>"
+// (and does not exist without one), changes scenarios live:
 //
-// card_no is 16 to 19 digits passing the Luhn check; holder is not empty.
-// The first verify of a number provisions its account with the starting
-// balance; the same number always gets the same token. A holder different
-// from the first one is HOLDER_MISMATCH.
+//	GET    /control/banks/{bank}   the bank's behaviour now (Behaviour): its scenario in full,
+//	                               with the defaults it implies, and a one-line summary
+//	PUT    /control/banks/{bank}   replace the bank's scenario with the body; answers as GET
+//	PATCH  /control/banks/{bank}   change only the fields the body names ({"outage":""} ends
+//	                               an outage and keeps the rest); answers as GET
+//	DELETE /control/banks/{bank}   back to the scenario the simulator started with; answers as GET
+//	GET    /control/banks          Scenarios for all banks
+//	PUT    /control/banks          replace them all (banks not named get the default)
+//	GET    /control/stats          Stats of every bank
+//	GET    /control/books          Books of every bank, with "ok"
 //
-// request_id is 1 to 64 characters of [A-Za-z0-9._:-], unique per bank across
-// debits and credits. The same request_id with the same content (kind, card,
-// amount, callback_url) answers the current state of the first request and
-// never moves money twice; with different content it is 409
-// REQUEST_ID_CONFLICT. A Transaction is
-//
-//	{"request_id","bank","kind":"debit"|"credit","status","amount","bank_txn_id",
-//	 "reason","created_at","settled_at"}
-//
-// status is ACCEPTED (received, outcome not yet known; only when the scenario
-// has a settle delay), SUCCESS or FAILED. A FAILED transaction names a reason:
-// INSUFFICIENT_FUNDS (the card), SETTLEMENT_INSUFFICIENT (a payout beyond the
-// platform's settlement balance), CARD_NOT_FOUND, BANK_ERROR (injected) or
-// AMOUNT_OVERFLOW.
-//
-// # Callbacks
-//
-// When a transaction with a callback_url reaches SUCCESS or FAILED, the bank
-// POSTs the Transaction as JSON to callback_url, signed in Bank-Signature. An
-// answer other than 2xx is retried with doubling gaps, a bounded number of
-// times. Depending on the scenario a callback is lost, sent twice, sent late,
-// or overtaken by a later transaction's. Callbacks not yet delivered when the
-// simulator closes are dropped, as a bank that restarts may drop them: the
-// platform must be able to learn every outcome by inquiry or statement.
-//
-// # Statements
-//
-// GET /banks/{bank}/statements?date=2010-11-11 answers text/csv with a
-// header line and these columns:
-//
-//	request_id,bank_txn_id,kind,amount,status,settled_at
-//
-// one line per transaction settled (SUCCESS or FAILED) that day in Beijing
-// time (UTC+8), ordered by settled_at; amount in fen; settled_at in RFC 3339
-// with +08:00. Only SUCCESS lines moved money. The first line after the header
-// is OPENING_BALANCE and the last CLOSING_BALANCE: the settlement account's
-// balance at the start and end of the day, in the amount column, the instant
-// in settled_at.
-//
-// # Online banking
-//
-// GET /banks/{bank}/ebank?request_id=…&amount=…&return_url=…&callback_url=…&expires=…&sig=…
-// renders a small HTML page on which a person enters a card number and the
-// holder's name and confirms; the form POSTs back to the same path, debits the
-// card exactly as POST /debits would (same journal, same callback) and
-// redirects (303) to return_url with request_id and status added to its
-// query. sig is hex HMAC-SHA256(secret, canonical), where canonical is the
-// other parameters form-encoded and sorted by name (url.Values.Encode), so
-// nobody can change the amount; expires (unix seconds) is optional and
-// refused once past. Client.EbankURL builds such a link.
-//
-// # Errors
-//
-// Errors answer {"error":"CODE","message":"…"} with: 400 INVALID_REQUEST,
-// INVALID_CARD, HOLDER_MISMATCH; 401 INVALID_SIGNATURE; 404 NOT_FOUND; 409
-// REQUEST_ID_CONFLICT; 413 REQUEST_TOO_LARGE; 500 SYSTEM_ERROR; 503
-// SYSTEM_BUSY (over capacity), BANK_UNAVAILABLE (outage) and MAINTENANCE
-// (with "until", RFC 3339, and a Retry-After header).
-//
-// # Scenarios and control
-//
-// Each bank behaves as its Scenario says: capacity, latency, failure and
-// error rates, timeouts after debiting, callback faults, outages and
-// maintenance windows. Scenarios come from Config, from a JSON file
-// (LoadScenario) and live from the control API, which needs
-// "Authorization: Bearer <Config.ControlToken>":
-//
-//	GET/PUT /control/banks/{bank}   one bank's Scenario (PUT replaces it)
-//	GET/PUT /control/banks          Scenarios for all banks (PUT replaces them all)
-//	GET     /control/stats          Stats of every bank
-//	GET     /control/books          Books of every bank, with "ok"
-//
+// A changed scenario takes effect at once; its capacity buckets start full.
 // ControlClient calls these from another process.
 //
 // Randomness comes from Config.Rand (or Config.Seed), so a failing run

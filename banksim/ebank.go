@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"zhifu"
+	"zhifu/bankapi"
 )
 
 // ebankParams are an online-banking link's checked parameters.
@@ -37,7 +38,7 @@ var ebankTemplate = template.Must(template.New("ebank").Parse(`<!doctype html>
 {{with .Error}}<p role="alert" style="color:#b00">{{.}}</p>{{end}}
 <form method="post">
 {{range $k, $v := .Hidden}}{{range $v}}<input type="hidden" name="{{$k}}" value="{{.}}">
-{{end}}{{end}}<p><label>Card number <input name="card_no" inputmode="numeric" autocomplete="cc-number" required></label></p>
+{{end}}{{end}}<p><label>bankapi.Card number <input name="card_no" inputmode="numeric" autocomplete="cc-number" required></label></p>
 <p><label>Holder <input name="holder" autocomplete="cc-name" required></label></p>
 <p><button type="submit">Confirm payment</button></p>
 </form>
@@ -47,14 +48,14 @@ var ebankTemplate = template.Must(template.New("ebank").Parse(`<!doctype html>
 // checkEbank checks a link's signature, expiry and parameters; on failure
 // it has answered and returns false.
 func (s *Sim) checkEbank(w http.ResponseWriter, b *bankState, q url.Values) (ebankParams, bool) {
-	if !verifyEbankQuery(b.secret, q) {
-		writeError(w, http.StatusUnauthorized, CodeInvalidSignature, "the payment link's signature is not valid")
+	if !bankapi.VerifyEbankQuery(b.secret, q) {
+		writeError(w, http.StatusUnauthorized, bankapi.CodeInvalidSignature, "the payment link's signature is not valid")
 		return ebankParams{}, false
 	}
 	if e := q.Get("expires"); e != "" {
 		exp, err := strconv.ParseInt(e, 10, 64)
 		if err != nil || s.now().Unix() >= exp {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "the payment link has expired")
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "the payment link has expired")
 			return ebankParams{}, false
 		}
 	}
@@ -70,10 +71,10 @@ func (s *Sim) checkEbank(w http.ResponseWriter, b *bankState, q url.Values) (eba
 		err = checkCallbackURL(p.ReturnURL, "return_url", false)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "bad payment link: "+err.Error())
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "bad payment link: "+err.Error())
 		return ebankParams{}, false
 	}
-	for _, k := range ebankSignedParams {
+	for _, k := range bankapi.EbankSignedParams() {
 		if v, ok := q[k]; ok {
 			p.Hidden[k] = v
 		}
@@ -104,7 +105,7 @@ func (s *Sim) handleEbankPage(w http.ResponseWriter, r *http.Request, b *bankSta
 func (s *Sim) handleEbankConfirm(w http.ResponseWriter, r *http.Request, b *bankState, sc Scenario) {
 	r.Body = http.MaxBytesReader(w, r.Body, bodyBytesMax)
 	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "bad form")
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "bad form")
 		return
 	}
 	p, ok := s.checkEbank(w, b, r.PostForm)
@@ -113,20 +114,20 @@ func (s *Sim) handleEbankConfirm(w http.ResponseWriter, r *http.Request, b *bank
 	}
 	card, code, err := s.provision(r.Context(), b, r.PostForm.Get("card_no"), r.PostForm.Get("holder"))
 	if err != nil {
-		if code == CodeSystemError {
+		if code == bankapi.CodeSystemError {
 			s.answerProvisionError(w, code, err)
 			return
 		}
 		s.renderEbank(w, http.StatusBadRequest, b, p, err.Error())
 		return
 	}
-	in := txnIn{Bank: b.name, RequestID: p.RequestID, Kind: KindDebit, Channel: channelEbank,
+	in := txnIn{Bank: b.name, RequestID: p.RequestID, Kind: bankapi.KindDebit, Channel: channelEbank,
 		CardToken: card.CardToken, Amount: p.Amount, CallbackURL: p.CallbackURL}
 	t, res, err := s.submit(r.Context(), b, sc, in)
 	switch {
 	case err != nil:
 		s.log.Error("ebank payment failed", "bank", b.name, "request_id", in.RequestID, "err", err)
-		writeError(w, http.StatusInternalServerError, CodeSystemError, "system error")
+		writeError(w, http.StatusInternalServerError, bankapi.CodeSystemError, "system error")
 		return
 	case res == submitConflict:
 		s.renderEbank(w, http.StatusConflict, b, p, "this payment was already made with another card")
@@ -137,7 +138,7 @@ func (s *Sim) handleEbankConfirm(w http.ResponseWriter, r *http.Request, b *bank
 	}
 	back, err := url.Parse(p.ReturnURL)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "bad return_url")
+		writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "bad return_url")
 		return
 	}
 	q := back.Query()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -65,10 +66,10 @@ func TestEbank(t *testing.T) {
 	}
 	back, _ := url.Parse(resp.Header.Get("Location"))
 	if back.Host != "shop.example" || back.Query().Get("order") != "9" || back.Query().Get("request_id") != "eb-1" ||
-		back.Query().Get("status") != banksim.StatusSuccess {
+		back.Query().Get("status") != bankapi.StatusSuccess {
 		t.Fatalf("redirect to %s", back)
 	}
-	if cb := e.sink.next(); cb.RequestID != "eb-1" || cb.Amount != 123_45 || cb.Status != banksim.StatusSuccess {
+	if cb := e.sink.next(); cb.RequestID != "eb-1" || cb.Amount != 123_45 || cb.Status != bankapi.StatusSuccess {
 		t.Fatalf("callback = %+v", cb)
 	}
 	card, err := c.VerifyCard(context.Background(), cardNo(5), "Zhang San")
@@ -107,7 +108,7 @@ func TestEbankRefusesForgedLinks(t *testing.T) {
 	if status, _ := get(t, wrongBank); status != http.StatusUnauthorized {
 		t.Fatalf("another bank's link = %d, want 401", status)
 	}
-	if _, err := c.Inquire(context.Background(), "eb-2"); !banksim.IsNotFound(err) {
+	if _, err := c.Inquire(context.Background(), "eb-2"); !bankapi.IsNotFound(err) {
 		t.Fatalf("a forged link recorded a debit: %v", err)
 	}
 	e.clock.Advance(31 * time.Minute)
@@ -125,7 +126,7 @@ func TestEbankCollapsesAlone(t *testing.T) {
 	if status, _ := get(t, link); status != http.StatusServiceUnavailable {
 		t.Fatalf("ebank page = %d, want 503", status)
 	}
-	if got := e.debit("CCB", "quick-1", e.card("CCB", 1), 1_00); got.Status != banksim.StatusSuccess {
+	if got := e.debit("CCB", "quick-1", e.card("CCB", 1), 1_00); got.Status != bankapi.StatusSuccess {
 		t.Fatalf("quick pay = %+v", got)
 	}
 }

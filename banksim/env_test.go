@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -88,12 +89,12 @@ func (e *env) close() {
 	e.srv.Close()
 }
 
-func (e *env) client(bank string) *banksim.Client {
+func (e *env) client(bank string) *bankapi.Client {
 	secret, ok := e.sim.Secret(bank)
 	if !ok {
 		e.t.Fatalf("no bank %s", bank)
 	}
-	c := banksim.NewClient(e.srv.URL, bank, secret, e.srv.Client())
+	c := bankapi.NewClient(e.srv.URL, bank, secret, e.srv.Client())
 	c.Clock = e.clock
 	return c
 }
@@ -131,7 +132,7 @@ func luhn(s string) bool {
 }
 
 // card verifies the n-th test card at bank.
-func (e *env) card(bank string, n int) banksim.Card {
+func (e *env) card(bank string, n int) bankapi.Card {
 	e.t.Helper()
 	c, err := e.client(bank).VerifyCard(context.Background(), cardNo(n), fmt.Sprintf("Holder %d", n))
 	if err != nil {
@@ -140,9 +141,9 @@ func (e *env) card(bank string, n int) banksim.Card {
 	return c
 }
 
-func (e *env) debit(bank, id string, card banksim.Card, amount int64) banksim.Transaction {
+func (e *env) debit(bank, id string, card bankapi.Card, amount int64) bankapi.Transaction {
 	e.t.Helper()
-	t, err := e.client(bank).Debit(context.Background(), banksim.TxnRequest{RequestID: id, CardToken: card.CardToken,
+	t, err := e.client(bank).Debit(context.Background(), bankapi.TxnRequest{RequestID: id, CardToken: card.CardToken,
 		Amount: amount, CallbackURL: e.sink.url(bank)})
 	if err != nil {
 		e.t.Fatalf("Debit %s: %v", id, err)
@@ -150,7 +151,7 @@ func (e *env) debit(bank, id string, card banksim.Card, amount int64) banksim.Tr
 	return t
 }
 
-func (e *env) balance(bank string, card banksim.Card) int64 {
+func (e *env) balance(bank string, card bankapi.Card) int64 {
 	e.t.Helper()
 	b, ok, err := e.sim.CardBalance(bank, card.CardToken)
 	if err != nil || !ok {
@@ -172,17 +173,17 @@ type sink struct {
 	t   testing.TB
 	e   *env
 	srv *httptest.Server
-	got chan banksim.Transaction
+	got chan bankapi.Transaction
 	// failFirst makes the first N deliveries answer 500.
 	failFirst atomic.Int64
 	bad       atomic.Int64 // callbacks whose signature did not verify
 }
 
 func newSink(t testing.TB, e *env) *sink {
-	s := &sink{t: t, e: e, got: make(chan banksim.Transaction, 10_000)}
+	s := &sink{t: t, e: e, got: make(chan bankapi.Transaction, 10_000)}
 	// Clients made now, so the handler never reads e.sim, which a restart
 	// replaces.
-	clients := map[string]*banksim.Client{}
+	clients := map[string]*bankapi.Client{}
 	for _, b := range e.sim.Banks() {
 		clients[b] = e.client(b)
 	}
@@ -214,7 +215,7 @@ func newSink(t testing.TB, e *env) *sink {
 func (s *sink) url(bank string) string { return s.srv.URL + "/cb/" + bank }
 
 // next waits for the next callback.
-func (s *sink) next() banksim.Transaction {
+func (s *sink) next() bankapi.Transaction {
 	s.t.Helper()
 	select {
 	case tx := <-s.got:
@@ -222,7 +223,7 @@ func (s *sink) next() banksim.Transaction {
 	case <-time.After(waitMax):
 		s.t.Fatal("no callback arrived")
 	}
-	return banksim.Transaction{}
+	return bankapi.Transaction{}
 }
 
 // none checks that no callback is waiting.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -34,7 +35,7 @@ func TestLostCallback(t *testing.T) {
 	card := e.card("CCB", 1)
 	e.debit("CCB", "lost-1", card, 800_00)
 	q, err := e.client("CCB").Inquire(context.Background(), "lost-1")
-	if err != nil || q.Status != banksim.StatusSuccess {
+	if err != nil || q.Status != bankapi.StatusSuccess {
 		t.Fatalf("inquiry = %+v, %v", q, err)
 	}
 	if st := e.sim.Stats("CCB"); st.CallbacksLost != 1 || st.CallbacksSent != 0 {
@@ -55,7 +56,7 @@ func TestTimeoutAfterDebit(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 		defer cancel()
 		began := time.Now()
-		_, err := c.Debit(ctx, banksim.TxnRequest{RequestID: "to-1", CardToken: card.CardToken, Amount: 800_00,
+		_, err := c.Debit(ctx, bankapi.TxnRequest{RequestID: "to-1", CardToken: card.CardToken, Amount: 800_00,
 			CallbackURL: e.sink.url("ABC")})
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want the client's deadline", err)
@@ -65,22 +66,22 @@ func TestTimeoutAfterDebit(t *testing.T) {
 		}
 		e.scenario("ABC", banksim.Scenario{})
 		q, err := c.Inquire(context.Background(), "to-1")
-		if err != nil || q.Status != banksim.StatusSuccess {
+		if err != nil || q.Status != bankapi.StatusSuccess {
 			t.Fatalf("inquiry = %+v, %v: the bank took the money", q, err)
 		}
-		if cb := e.sink.next(); cb.RequestID != "to-1" || cb.Status != banksim.StatusSuccess {
+		if cb := e.sink.next(); cb.RequestID != "to-1" || cb.Status != bankapi.StatusSuccess {
 			t.Fatalf("callback = %+v", cb)
 		}
 	})
 	t.Run("connection closed at once", func(t *testing.T) {
 		e.scenario("ABC", banksim.Scenario{TimeoutRate: 1})
-		_, err := c.Debit(context.Background(), banksim.TxnRequest{RequestID: "to-2", CardToken: card.CardToken,
+		_, err := c.Debit(context.Background(), bankapi.TxnRequest{RequestID: "to-2", CardToken: card.CardToken,
 			Amount: 1_00})
-		var ae *banksim.APIError
+		var ae *bankapi.APIError
 		if err == nil || errors.As(err, &ae) {
 			t.Fatalf("err = %v, want a dropped connection", err)
 		}
-		if q, err := c.Inquire(context.Background(), "to-2"); err != nil || q.Status != banksim.StatusSuccess {
+		if q, err := c.Inquire(context.Background(), "to-2"); err != nil || q.Status != bankapi.StatusSuccess {
 			t.Fatalf("inquiry = %+v, %v", q, err)
 		}
 	})
@@ -97,11 +98,11 @@ func TestOutage(t *testing.T) {
 	e := newEnv(t, nil)
 	card := e.card("CMB", 1)
 	c := e.client("CMB")
-	req := banksim.TxnRequest{RequestID: "o-1", CardToken: card.CardToken, Amount: 1_00}
+	req := bankapi.TxnRequest{RequestID: "o-1", CardToken: card.CardToken, Amount: 1_00}
 
 	e.scenario("CMB", banksim.Scenario{Outage: banksim.OutageReject})
-	var ae *banksim.APIError
-	if _, err := c.Debit(context.Background(), req); !errors.As(err, &ae) || ae.Status != 503 || ae.Code != banksim.CodeBankUnavailable {
+	var ae *bankapi.APIError
+	if _, err := c.Debit(context.Background(), req); !errors.As(err, &ae) || ae.Status != 503 || ae.Code != bankapi.CodeBankUnavailable {
 		t.Fatalf("err = %v, want 503 BANK_UNAVAILABLE", err)
 	}
 	e.scenario("CMB", banksim.Scenario{Outage: banksim.OutageClose})
@@ -109,11 +110,11 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("err = %v, want a closed connection", err)
 	}
 	// Another bank is unaffected, and nothing was recorded at CMB.
-	if got := e.debit("ICBC", "o-icbc", e.card("ICBC", 1), 1_00); got.Status != banksim.StatusSuccess {
+	if got := e.debit("ICBC", "o-icbc", e.card("ICBC", 1), 1_00); got.Status != bankapi.StatusSuccess {
 		t.Fatalf("ICBC debit = %+v", got)
 	}
 	e.scenario("CMB", banksim.Scenario{})
-	if _, err := c.Inquire(context.Background(), "o-1"); !banksim.IsNotFound(err) {
+	if _, err := c.Inquire(context.Background(), "o-1"); !bankapi.IsNotFound(err) {
 		t.Fatalf("inquiry = %v, want 404", err)
 	}
 	if st := e.sim.Stats("CMB"); st.Outages < 2 || st.Accepted != 0 {
@@ -128,23 +129,23 @@ func TestMaintenanceWindow(t *testing.T) {
 	c := e.client("CEB")
 	from := start.Add(12 * time.Hour) // 22:00
 	to := from.Add(time.Hour)
-	e.scenario("CEB", banksim.Scenario{Maintenance: []banksim.Window{{Start: from, End: to}}})
+	e.scenario("CEB", banksim.Scenario{Maintenance: []bankapi.Window{{Start: from, End: to}}})
 
 	notice, err := c.Maintenance(context.Background())
 	if err != nil || len(notice.Windows) != 1 || !notice.Windows[0].Start.Equal(from) {
 		t.Fatalf("notice = %+v, %v", notice, err)
 	}
-	if got := e.debit("CEB", "m-1", card, 1_00); got.Status != banksim.StatusSuccess {
+	if got := e.debit("CEB", "m-1", card, 1_00); got.Status != bankapi.StatusSuccess {
 		t.Fatalf("before the window: %+v", got)
 	}
 	e.clock.Advance(12*time.Hour + 30*time.Minute)
-	var ae *banksim.APIError
-	_, err = c.Debit(context.Background(), banksim.TxnRequest{RequestID: "m-2", CardToken: card.CardToken, Amount: 1_00})
-	if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != banksim.CodeMaintenance || !ae.Until.Equal(to) {
+	var ae *bankapi.APIError
+	_, err = c.Debit(context.Background(), bankapi.TxnRequest{RequestID: "m-2", CardToken: card.CardToken, Amount: 1_00})
+	if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != bankapi.CodeMaintenance || !ae.Until.Equal(to) {
 		t.Fatalf("in the window: %v, want 503 MAINTENANCE until %v", err, to)
 	}
 	e.clock.Advance(30 * time.Minute)
-	if got := e.debit("CEB", "m-2", card, 1_00); got.Status != banksim.StatusSuccess {
+	if got := e.debit("CEB", "m-2", card, 1_00); got.Status != bankapi.StatusSuccess {
 		t.Fatalf("after the window: %+v", got)
 	}
 	if st := e.sim.Stats("CEB"); st.Maintenance != 1 {
@@ -164,13 +165,13 @@ func TestCapacityReject(t *testing.T) {
 		for i := range 20 {
 			wg.Go(func() {
 				_, err := c.Inquire(context.Background(), fmt.Sprint("none-", i))
-				var ae *banksim.APIError
+				var ae *bankapi.APIError
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
-				case banksim.IsNotFound(err):
+				case bankapi.IsNotFound(err):
 					admitted++
-				case errors.As(err, &ae) && ae.Status == 503 && ae.Code == banksim.CodeSystemBusy:
+				case errors.As(err, &ae) && ae.Status == 503 && ae.Code == bankapi.CodeSystemBusy:
 					busy++
 				default:
 					t.Errorf("err = %v", err)
@@ -207,11 +208,11 @@ func TestCapacityQueue(t *testing.T) {
 		began := time.Now()
 		_, err := c.Inquire(context.Background(), fmt.Sprint("q-", i))
 		took = append(took, time.Since(began))
-		var ae *banksim.APIError
+		var ae *bankapi.APIError
 		switch {
-		case i < 3 && !banksim.IsNotFound(err):
+		case i < 3 && !bankapi.IsNotFound(err):
 			t.Fatalf("request %d: %v, want admitted", i, err)
-		case i == 3 && !(errors.As(err, &ae) && ae.Code == banksim.CodeSystemBusy):
+		case i == 3 && !(errors.As(err, &ae) && ae.Code == bankapi.CodeSystemBusy):
 			t.Fatalf("request %d: %v, want SYSTEM_BUSY after queueing", i, err)
 		}
 	}
@@ -235,14 +236,14 @@ func TestConcurrencyLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 2 {
 		wg.Go(func() {
-			c.Debit(ctx, banksim.TxnRequest{RequestID: fmt.Sprint("hang-", i), CardToken: card.CardToken, Amount: 1})
+			c.Debit(ctx, bankapi.TxnRequest{RequestID: fmt.Sprint("hang-", i), CardToken: card.CardToken, Amount: 1})
 		})
 	}
 	e.waitStats("BOC", func(st banksim.Stats) bool { return st.Timeouts == 2 })
 	for i := range 4 {
 		_, err := c.Inquire(context.Background(), fmt.Sprint("c-", i))
-		var ae *banksim.APIError
-		if !errors.As(err, &ae) || ae.Code != banksim.CodeSystemBusy {
+		var ae *bankapi.APIError
+		if !errors.As(err, &ae) || ae.Code != bankapi.CodeSystemBusy {
 			t.Fatalf("request %d with both slots taken: %v, want SYSTEM_BUSY", i, err)
 		}
 	}
@@ -252,7 +253,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	deadline := time.Now().Add(waitMax)
 	for {
 		_, err := c.Inquire(context.Background(), "after")
-		if banksim.IsNotFound(err) {
+		if bankapi.IsNotFound(err) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -265,7 +266,7 @@ func TestLatency(t *testing.T) {
 	e := newEnv(t, nil)
 	e.scenario("ICBC", banksim.Scenario{Latency: banksim.Latency{FixedMs: 40, JitterMs: 10}})
 	began := time.Now()
-	if _, err := e.client("ICBC").Inquire(context.Background(), "x"); !banksim.IsNotFound(err) {
+	if _, err := e.client("ICBC").Inquire(context.Background(), "x"); !bankapi.IsNotFound(err) {
 		t.Fatal(err)
 	}
 	if took := time.Since(began); took < 40*time.Millisecond {
@@ -277,17 +278,17 @@ func TestFailureAndErrorRates(t *testing.T) {
 	e := newEnv(t, nil)
 	card := e.card("CMB", 1)
 	e.scenario("CMB", banksim.Scenario{FailureRate: 1})
-	if got := e.debit("CMB", "f-1", card, 1_00); got.Status != banksim.StatusFailed || got.Reason != banksim.ReasonBankError {
+	if got := e.debit("CMB", "f-1", card, 1_00); got.Status != bankapi.StatusFailed || got.Reason != bankapi.ReasonBankError {
 		t.Fatalf("debit = %+v, want FAILED BANK_ERROR", got)
 	}
 	e.scenario("CMB", banksim.Scenario{ErrorRate: 1})
-	_, err := e.client("CMB").Debit(context.Background(), banksim.TxnRequest{RequestID: "f-2", CardToken: card.CardToken, Amount: 1_00})
-	var ae *banksim.APIError
+	_, err := e.client("CMB").Debit(context.Background(), bankapi.TxnRequest{RequestID: "f-2", CardToken: card.CardToken, Amount: 1_00})
+	var ae *bankapi.APIError
 	if !errors.As(err, &ae) || (ae.Status != 500 && ae.Status != 503) {
 		t.Fatalf("err = %v, want 500 or 503", err)
 	}
 	e.scenario("CMB", banksim.Scenario{})
-	if _, err := e.client("CMB").Inquire(context.Background(), "f-2"); !banksim.IsNotFound(err) {
+	if _, err := e.client("CMB").Inquire(context.Background(), "f-2"); !bankapi.IsNotFound(err) {
 		t.Fatalf("an injected error recorded the debit: %v", err)
 	}
 	if b := e.balance("CMB", card); b != banksim.StartingBalanceDefault {

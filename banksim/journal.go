@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"zhifu/bankapi"
 )
 
 // submitResult says what submit did with a request.
@@ -42,7 +44,7 @@ func (st *store) submit(ctx context.Context, in txnIn, now time.Time, async, fai
 			in.Bank).Scan(&seq); err != nil {
 			return err
 		}
-		out = row{txnIn: in, Status: StatusAccepted, BankTxnID: bankTxnID(in.Bank, now, seq), Created: now.UnixNano()}
+		out = row{txnIn: in, Status: bankapi.StatusAccepted, BankTxnID: bankTxnID(in.Bank, now, seq), Created: now.UnixNano()}
 		if !async {
 			if err := applyOutcome(ctx, tx, &out, fail, now); err != nil {
 				return err
@@ -71,7 +73,7 @@ func (st *store) settle(ctx context.Context, bank, requestID string, fail bool, 
 			return err
 		}
 		out = r
-		if r.Status != StatusAccepted {
+		if r.Status != bankapi.StatusAccepted {
 			return nil
 		}
 		if err := applyOutcome(ctx, tx, &out, fail, now); err != nil {
@@ -106,7 +108,7 @@ func applyOutcome(ctx context.Context, tx *sql.Tx, r *row, fail bool, now time.T
 	status, reason, after := decide(r.Kind, r.Amount, b, fail)
 	r.Status, r.Reason = status, reason
 	r.Settled = sql.NullInt64{Int64: now.UnixNano(), Valid: true}
-	if status != StatusSuccess {
+	if status != bankapi.StatusSuccess {
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE banks SET settlement = ? WHERE bank = ?`, after.settlement, r.Bank); err != nil {

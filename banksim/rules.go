@@ -10,28 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-)
 
-// Kinds of transaction.
-const (
-	KindDebit  = "debit"  // card → the platform's settlement account
-	KindCredit = "credit" // settlement account → card (a payout)
-)
-
-// Statuses of a transaction.
-const (
-	StatusAccepted = "ACCEPTED" // received; the outcome comes later
-	StatusSuccess  = "SUCCESS"
-	StatusFailed   = "FAILED"
-)
-
-// Reasons a transaction failed.
-const (
-	ReasonInsufficientFunds      = "INSUFFICIENT_FUNDS"
-	ReasonSettlementInsufficient = "SETTLEMENT_INSUFFICIENT"
-	ReasonCardNotFound           = "CARD_NOT_FOUND"
-	ReasonBankError              = "BANK_ERROR"
-	ReasonAmountOverflow         = "AMOUNT_OVERFLOW"
+	"zhifu/bankapi"
 )
 
 // Channels a transaction came through.
@@ -42,17 +22,15 @@ const (
 
 // Limits of the bank API.
 const (
-	requestIDLenMax   = 64
-	callbackURLLenMax = 1024
-	holderRunesMax    = 64
-	cardDigitsMin     = 16
-	cardDigitsMax     = 19
+	holderRunesMax = 64
+	cardDigitsMin  = 16
+	cardDigitsMax  = 19
 	// amountMax is 100,000,000.00 yuan, as zhifu.AmountMax.
 	amountMax int64 = 100_000_000_00
 )
 
-// beijing is UTC+8, the banks' business day; a fixed zone needs no tzdata.
-var beijing = time.FixedZone("CST", 8*60*60)
+// beijing is the banks' business day.
+var beijing = bankapi.Beijing
 
 // txnIn is a transaction as requested: what idempotency compares.
 type txnIn struct {
@@ -78,27 +56,27 @@ type balances struct {
 func decide(kind string, amount int64, b balances, injectedFailure bool) (status, reason string, after balances) {
 	after = b
 	from, to := &after.card, &after.settlement
-	short := ReasonInsufficientFunds
-	if kind == KindCredit {
+	short := bankapi.ReasonInsufficientFunds
+	if kind == bankapi.KindCredit {
 		from, to = to, from
-		short = ReasonSettlementInsufficient
+		short = bankapi.ReasonSettlementInsufficient
 	}
 	switch {
 	case !b.cardFound:
-		return StatusFailed, ReasonCardNotFound, b
+		return bankapi.StatusFailed, bankapi.ReasonCardNotFound, b
 	case injectedFailure:
-		return StatusFailed, ReasonBankError, b
+		return bankapi.StatusFailed, bankapi.ReasonBankError, b
 	case *from < amount:
-		return StatusFailed, short, b
+		return bankapi.StatusFailed, short, b
 	case *to > math.MaxInt64-amount:
-		return StatusFailed, ReasonAmountOverflow, b
+		return bankapi.StatusFailed, bankapi.ReasonAmountOverflow, b
 	}
 	*from -= amount
 	*to += amount
 	if after.card+after.settlement != b.card+b.settlement || after.card < 0 || after.settlement < 0 {
 		panic(fmt.Sprintf("banksim: decide broke the books: %+v → %+v", b, after))
 	}
-	return StatusSuccess, "", after
+	return bankapi.StatusSuccess, "", after
 }
 
 // bankTxnID is the bank's reference: bank, Beijing date of receipt, and the
@@ -158,29 +136,14 @@ func cardToken(key []byte, cardNo string) string {
 // checkTxn validates a debit or credit request.
 func checkTxn(in txnIn) error {
 	switch {
-	case !validRequestID(in.RequestID):
-		return fmt.Errorf("request_id must be 1 to %d characters of A-Z a-z 0-9 . _ : -", requestIDLenMax)
+	case !bankapi.ValidRequestID(in.RequestID):
+		return fmt.Errorf("request_id must be 1 to %d characters of A-Z a-z 0-9 . _ : -", bankapi.RequestIDLenMax)
 	case in.CardToken == "" || len(in.CardToken) > 128:
 		return fmt.Errorf("card_token is required")
 	case in.Amount < 1 || in.Amount > amountMax:
 		return fmt.Errorf("amount must be between 1 and %d fen", amountMax)
 	}
 	return checkCallbackURL(in.CallbackURL, "callback_url", true)
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > requestIDLenMax {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == ':' || c == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // checkCallbackURL accepts an absolute http or https URL (or "" when
@@ -190,8 +153,8 @@ func checkCallbackURL(s, param string, optional bool) error {
 		return nil
 	}
 	u, err := url.Parse(s)
-	if err != nil || len(s) > callbackURLLenMax || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s must be an absolute http(s) URL of at most %d bytes", param, callbackURLLenMax)
+	if err != nil || len(s) > bankapi.CallbackURLLenMax || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s must be an absolute http(s) URL of at most %d bytes", param, bankapi.CallbackURLLenMax)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"zhifu/bankapi"
 )
 
 // Limits on what a scenario may ask for, so that a typo cannot make the
@@ -102,7 +104,7 @@ type Scenario struct {
 	Outage string `json:"outage,omitempty"`
 	// Maintenance lists windows [start, end) in which every request is
 	// answered 503 MAINTENANCE.
-	Maintenance []Window `json:"maintenance,omitempty"`
+	Maintenance []bankapi.Window `json:"maintenance,omitempty"`
 	// Ebank, when set, replaces this scenario for the online-banking pages,
 	// which have their own capacity: quick pay held up on Double 11 while
 	// online-banking redirects collapsed.
@@ -116,12 +118,6 @@ type Latency struct {
 	JitterMs int `json:"jitter_ms,omitempty"`
 	MedianMs int `json:"median_ms,omitempty"`
 	P99Ms    int `json:"p99_ms,omitempty"`
-}
-
-// Window is a maintenance window [Start, End).
-type Window struct {
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
 }
 
 // Scenarios is a scenario file: a default for every bank and overrides by
@@ -267,13 +263,13 @@ func (s Scenario) validateOwn() error {
 }
 
 // maintenanceAt returns the window containing now.
-func (s Scenario) maintenanceAt(now time.Time) (Window, bool) {
+func (s Scenario) maintenanceAt(now time.Time) (bankapi.Window, bool) {
 	for _, w := range s.Maintenance {
 		if !now.Before(w.Start) && now.Before(w.End) {
 			return w, true
 		}
 	}
-	return Window{}, false
+	return bankapi.Window{}, false
 }
 
 func (s Scenario) queueTimeout() time.Duration {

@@ -7,23 +7,13 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"zhifu/bankapi"
 )
 
-// Error codes of the bank API.
-const (
-	CodeInvalidRequest    = "INVALID_REQUEST"
-	CodeInvalidCard       = "INVALID_CARD"
-	CodeHolderMismatch    = "HOLDER_MISMATCH"
-	CodeInvalidSignature  = "INVALID_SIGNATURE"
-	CodeUnauthorized      = "UNAUTHORIZED"
-	CodeNotFound          = "NOT_FOUND"
-	CodeRequestIDConflict = "REQUEST_ID_CONFLICT"
-	CodeRequestTooLarge   = "REQUEST_TOO_LARGE"
-	CodeSystemError       = "SYSTEM_ERROR"
-	CodeSystemBusy        = "SYSTEM_BUSY"
-	CodeBankUnavailable   = "BANK_UNAVAILABLE"
-	CodeMaintenance       = "MAINTENANCE"
-)
+// CodeUnauthorized answers a control request without the control token;
+// the bank API's own codes are bankapi's.
+const CodeUnauthorized = "UNAUTHORIZED"
 
 // bodyBytesMax bounds a request body; the API's bodies are a few hundred
 // bytes.
@@ -35,8 +25,8 @@ type bankHandler func(w http.ResponseWriter, r *http.Request, b *bankState, sc S
 func (s *Sim) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /banks/{bank}/cards/verify", s.bankRoute(channelAPI, s.handleVerify))
-	mux.HandleFunc("POST /banks/{bank}/debits", s.bankRoute(channelAPI, s.handleTxn(KindDebit)))
-	mux.HandleFunc("POST /banks/{bank}/credits", s.bankRoute(channelAPI, s.handleTxn(KindCredit)))
+	mux.HandleFunc("POST /banks/{bank}/debits", s.bankRoute(channelAPI, s.handleTxn(bankapi.KindDebit)))
+	mux.HandleFunc("POST /banks/{bank}/credits", s.bankRoute(channelAPI, s.handleTxn(bankapi.KindCredit)))
 	mux.HandleFunc("GET /banks/{bank}/transactions/{request_id}", s.bankRoute(channelAPI, s.handleInquiry))
 	mux.HandleFunc("GET /banks/{bank}/statements", s.bankRoute(channelAPI, s.handleStatement))
 	mux.HandleFunc("GET /banks/{bank}/ebank", s.bankRoute(channelEbank, s.handleEbankPage))
@@ -54,11 +44,11 @@ func (s *Sim) bankRoute(ch string, h bankHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b := s.banks[r.PathValue("bank")]
 		if b == nil {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+			writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 			return
 		}
 		if !s.enter() {
-			writeError(w, http.StatusServiceUnavailable, CodeBankUnavailable, "the simulator is shutting down")
+			writeError(w, http.StatusServiceUnavailable, bankapi.CodeBankUnavailable, "the simulator is shutting down")
 			return
 		}
 		defer s.inflight.Done()
@@ -77,7 +67,7 @@ func (s *Sim) noticeRoute(h bankHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		b := s.banks[r.PathValue("bank")]
 		if b == nil {
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such bank")
+			writeError(w, http.StatusNotFound, bankapi.CodeNotFound, "no such bank")
 			return
 		}
 		sc, _ := b.current(channelAPI)
@@ -92,7 +82,7 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request, b *bankState, sc Sce
 	switch sc.Outage {
 	case OutageReject:
 		b.stats.outages.Add(1)
-		writeError(w, http.StatusServiceUnavailable, CodeBankUnavailable, "the bank is unavailable")
+		writeError(w, http.StatusServiceUnavailable, bankapi.CodeBankUnavailable, "the bank is unavailable")
 		return nil, false
 	case OutageClose:
 		b.stats.outages.Add(1)
@@ -108,7 +98,7 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request, b *bankState, sc Sce
 	if !ok {
 		b.stats.rejected.Add(1)
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, CodeSystemBusy, "the bank is busy")
+		writeError(w, http.StatusServiceUnavailable, bankapi.CodeSystemBusy, "the bank is busy")
 		return nil, false
 	}
 	if d := s.latency(sc.Latency); !s.sleep(r.Context(), d) {
@@ -118,9 +108,9 @@ func (s *Sim) admit(w http.ResponseWriter, r *http.Request, b *bankState, sc Sce
 	if s.chance(sc.ErrorRate) {
 		release()
 		b.stats.errors.Add(1)
-		status, code := http.StatusInternalServerError, CodeSystemError
+		status, code := http.StatusInternalServerError, bankapi.CodeSystemError
 		if s.chance(0.5) {
-			status, code = http.StatusServiceUnavailable, CodeSystemBusy
+			status, code = http.StatusServiceUnavailable, bankapi.CodeSystemBusy
 		}
 		writeError(w, status, code, "injected error")
 		return nil, false
@@ -145,19 +135,12 @@ func writeMaintenance(w http.ResponseWriter, until, now time.Time) {
 	secs := max(1, int64(until.Sub(now).Seconds()+0.999))
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	u := until.In(beijing)
-	writeJSONStatus(w, http.StatusServiceUnavailable, errorBody{Error: CodeMaintenance,
+	writeJSONStatus(w, http.StatusServiceUnavailable, bankapi.ErrorBody{Error: bankapi.CodeMaintenance,
 		Message: "the bank is in maintenance", Until: &u})
 }
 
-// errorBody is every error answer.
-type errorBody struct {
-	Error   string     `json:"error"`
-	Message string     `json:"message"`
-	Until   *time.Time `json:"until,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSONStatus(w, status, errorBody{Error: code, Message: msg})
+	writeJSONStatus(w, status, bankapi.ErrorBody{Error: code, Message: msg})
 }
 
 func writeJSONStatus(w http.ResponseWriter, status int, v any) {
@@ -190,14 +173,14 @@ func (s *Sim) readSigned(w http.ResponseWriter, r *http.Request, b *bankState) (
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "body too large")
+			writeError(w, http.StatusRequestEntityTooLarge, bankapi.CodeRequestTooLarge, "body too large")
 		} else {
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, "could not read body")
+			writeError(w, http.StatusBadRequest, bankapi.CodeInvalidRequest, "could not read body")
 		}
 		return nil, false
 	}
-	if err := Verify(b.secret, r.Header.Get(SignatureHeader), body, s.now()); err != nil {
-		writeError(w, http.StatusUnauthorized, CodeInvalidSignature, "bad or missing "+SignatureHeader)
+	if err := bankapi.Verify(b.secret, r.Header.Get(bankapi.SignatureHeader), body, s.now()); err != nil {
+		writeError(w, http.StatusUnauthorized, bankapi.CodeInvalidSignature, "bad or missing "+bankapi.SignatureHeader)
 		return nil, false
 	}
 	return body, true
@@ -205,8 +188,8 @@ func (s *Sim) readSigned(w http.ResponseWriter, r *http.Request, b *bankState) (
 
 // verifyGET checks a GET's signature over its request target.
 func (s *Sim) verifyGET(w http.ResponseWriter, r *http.Request, b *bankState) bool {
-	if err := Verify(b.secret, r.Header.Get(SignatureHeader), []byte(r.RequestURI), s.now()); err != nil {
-		writeError(w, http.StatusUnauthorized, CodeInvalidSignature, "bad or missing "+SignatureHeader)
+	if err := bankapi.Verify(b.secret, r.Header.Get(bankapi.SignatureHeader), []byte(r.RequestURI), s.now()); err != nil {
+		writeError(w, http.StatusUnauthorized, bankapi.CodeInvalidSignature, "bad or missing "+bankapi.SignatureHeader)
 		return false
 	}
 	return true

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"zhifu/bankapi"
 )
 
 // SQLite settings, as package zhifu/sqlite opens its own file: WAL, FULL
@@ -289,8 +291,8 @@ func scanRow(s scanner) (row, error) {
 }
 
 // transaction is the row as the API shows it.
-func (r row) transaction() Transaction {
-	t := Transaction{RequestID: r.RequestID, Bank: r.Bank, Kind: r.Kind, Status: r.Status, Amount: r.Amount,
+func (r row) transaction() bankapi.Transaction {
+	t := bankapi.Transaction{RequestID: r.RequestID, Bank: r.Bank, Kind: r.Kind, Status: r.Status, Amount: r.Amount,
 		BankTxnID: r.BankTxnID, Reason: r.Reason, CreatedAt: time.Unix(0, r.Created).In(beijing)}
 	if r.Settled.Valid {
 		at := time.Unix(0, r.Settled.Int64).In(beijing)

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/ledger"
 )
 
@@ -162,7 +162,7 @@ func (s *Service) Announcements() []Announcement {
 	return out
 }
 
-func (b *bank) notice() []banksim.Window {
+func (b *bank) notice() []bankapi.Window {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.maintenance)
@@ -170,12 +170,12 @@ func (b *bank) notice() []banksim.Window {
 
 // maintenanceAt returns the window, announced by either, that holds bank b
 // at now; of several, the one ending last.
-func (s *Service) maintenanceAt(b *bank, now time.Time) (banksim.Window, bool) {
-	var found banksim.Window
+func (s *Service) maintenanceAt(b *bank, now time.Time) (bankapi.Window, bool) {
+	var found bankapi.Window
 	ok := false
 	take := func(start, end time.Time) {
 		if !now.Before(start) && now.Before(end) && (!ok || end.After(found.End)) {
-			found, ok = banksim.Window{Start: start, End: end}, true
+			found, ok = bankapi.Window{Start: start, End: end}, true
 		}
 	}
 	s.announceMu.RLock()

@@ -38,13 +38,20 @@ type BreakerConfig struct {
 	ConsecutiveFailuresMax int
 }
 
+// ConsecutiveFailuresMaxDefault is the run of failed calls that opens a
+// breaker by default: five calls in a row that a bank refuses or leaves
+// unanswered are an outage, not bad luck, and every call more is a
+// customer told "processing" by a bank that is down.
+const ConsecutiveFailuresMaxDefault = 5
+
 // DefaultBreakerConfig opens after 20 calls with more than half failing,
-// or 10 failures in a row, and probes after 5 s.
+// or ConsecutiveFailuresMaxDefault failures in a row, and probes after 5 s.
 var DefaultBreakerConfig = BreakerConfig{CallsMin: 20, FailureRateMax: 0.5, CoolDown: 5 * time.Second,
-	ProbesMax: 3, ProbeSuccessesMin: 3, ConsecutiveFailuresMax: 10}
+	ProbesMax: 3, ProbeSuccessesMin: 3, ConsecutiveFailuresMax: ConsecutiveFailuresMaxDefault}
 
 // Breaker is a circuit breaker over a Window. Its clock is whatever times
-// the caller passes in, so tests move it by hand.
+// the caller passes in, so tests move it by hand. When probes close it, it
+// empties the window.
 type Breaker struct {
 	cfg    BreakerConfig
 	window *Window
@@ -109,7 +116,12 @@ func (b *Breaker) Done(now time.Time, probe bool, o Outcome, latency time.Durati
 			return
 		}
 		if b.probeOK++; b.probeOK >= b.cfg.ProbeSuccessesMin {
-			b.state = Closed
+			// The probes showed the bank answering again: the failures of
+			// the outage say nothing more about it, and left in the window
+			// they would reopen the breaker at the first failure and keep
+			// the bank looking congested for the window's length.
+			b.state, b.failuresInRow = Closed, 0
+			b.window.Reset()
 		}
 		return
 	}

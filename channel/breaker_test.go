@@ -119,3 +119,55 @@ func TestBucket(t *testing.T) {
 		t.Fatalf("after 1s %d through, want 5", n)
 	}
 }
+
+// TestBreakerOpensWithinFiveFailures: by default a bank that fails five
+// calls in a row is out, however healthy it was, with no time passing.
+func TestBreakerOpensWithinFiveFailures(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	b := NewBreaker(DefaultBreakerConfig, &Window{})
+	for range 1000 {
+		b.Done(now, false, Success, 10*time.Millisecond)
+	}
+	for i := range 5 {
+		if s := b.State(now); s != Closed {
+			t.Fatalf("opened after %d failures", i)
+		}
+		b.Done(now, false, Failure, time.Millisecond)
+	}
+	if s := b.State(now); s != Open {
+		t.Fatalf("state %s after five failures in a row", s)
+	}
+}
+
+// TestBreakerClosingForgetsTheOutage: once the probes close the breaker,
+// the outage's failures no longer count: the bank looks healthy, and one
+// failure does not reopen it.
+func TestBreakerClosingForgetsTheOutage(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	w := &Window{}
+	b := NewBreaker(DefaultBreakerConfig, w)
+	for range 30 {
+		b.Done(now, false, Failure, time.Second)
+	}
+	if b.State(now) != Open {
+		t.Fatal("not open")
+	}
+	now = now.Add(DefaultBreakerConfig.CoolDown)
+	for range DefaultBreakerConfig.ProbeSuccessesMin {
+		ok, probe := b.Allow(now)
+		if !ok || !probe {
+			t.Fatal("no probe")
+		}
+		b.Done(now, true, Success, time.Millisecond)
+	}
+	if s := b.State(now); s != Closed {
+		t.Fatalf("state %s after good probes", s)
+	}
+	if snap := w.Snapshot(now); snap.Calls != 0 || snap.SuccessRate != 1 {
+		t.Fatalf("window after closing: %+v", snap)
+	}
+	b.Done(now, false, Failure, time.Second)
+	if s := b.State(now); s != Closed {
+		t.Fatalf("one failure after closing: %s", s)
+	}
+}

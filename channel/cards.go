@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -64,32 +64,33 @@ func (s *Service) BindCard(ctx context.Context, u *identity.User, bankName, card
 
 // verify asks the bank for the card's token, through the bank's breaker
 // and bucket like a payment.
-func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (banksim.Card, error) {
+func (s *Service) verify(ctx context.Context, b *bank, cardNo, holder string) (bankapi.Card, error) {
 	probe, err := s.admit(b, s.now())
 	if err != nil {
-		return banksim.Card{}, err
+		return bankapi.Card{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	b.calls.Add(1)
-	start := time.Now()
+	start := s.now()
 	card, err := b.client.VerifyCard(cctx, cardNo, holder)
 	b.calls.Add(-1)
-	b.breaker.Done(s.now(), probe, callOutcome(err), time.Since(start))
-	var e *banksim.APIError
+	end := s.now()
+	b.breaker.Done(end, probe, callOutcome(err), end.Sub(start))
+	var e *bankapi.APIError
 	switch {
 	case err == nil:
 		return card, nil
 	case errors.As(err, &e) && e.Status == http.StatusBadRequest:
 		// Never the number itself in the message: the bank's message
 		// describes the rule that failed.
-		return banksim.Card{}, &zhifu.Error{Code: zhifu.InvalidRequest, Param: "card_no",
+		return bankapi.Card{}, &zhifu.Error{Code: zhifu.InvalidRequest, Param: "card_no",
 			Message: "the bank refused the card: " + e.Code}
-	case Classify(banksim.Transaction{}, err).Kind == Refused:
-		return banksim.Card{}, unavailable(b, zhifu.ChannelUnavailable, fmt.Sprintf(
+	case Classify(bankapi.Transaction{}, err).Kind == Refused:
+		return bankapi.Card{}, unavailable(b, zhifu.ChannelUnavailable, fmt.Sprintf(
 			"%s cannot verify cards right now; try again shortly", b.name), retryAfterBusy)
 	}
-	return banksim.Card{}, fmt.Errorf("verify card at %s: %w", b.name, err)
+	return bankapi.Card{}, fmt.Errorf("verify card at %s: %w", b.name, err)
 }
 
 // bindOp inserts a card, or reactivates the same card bound before.
@@ -145,7 +146,7 @@ func (s *Service) Card(ctx context.Context, u *identity.User, cardID string) (*C
 	if cardID == "" || len(cardID) > 64 {
 		return nil, notFound
 	}
-	c, ok := s.cards.get(cardID)
+	c, ok := s.cards.get(cardID, s.now())
 	if !ok {
 		var err error
 		c, err = scanCard(s.cfg.Store.Reader().QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE card_id = ?`, cardID))
@@ -156,7 +157,7 @@ func (s *Service) Card(ctx context.Context, u *identity.User, cardID string) (*C
 			return nil, fmt.Errorf("channel: card: %w", err)
 		}
 		if c.Status == CardActive {
-			s.cards.put(c)
+			s.cards.put(c, s.now())
 		}
 	}
 	if c.UserID != u.UserID || c.Status != CardActive {
@@ -184,21 +185,23 @@ type cardCache struct {
 
 type cardEntry struct {
 	c  Card
-	at time.Time // real time
+	at time.Time // by the service's clock
 }
 
-func (cc *cardCache) get(id string) (*Card, bool) {
+// get returns the card cached under id, unless it was cached more than
+// cardCacheTTL before now (or after now: a clock that stepped back).
+func (cc *cardCache) get(id string, now time.Time) (*Card, bool) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	e, ok := cc.m[id]
-	if !ok || time.Since(e.at) > cardCacheTTL {
+	if age := now.Sub(e.at); !ok || age > cardCacheTTL || age < 0 {
 		return nil, false
 	}
 	c := e.c
 	return &c, true
 }
 
-func (cc *cardCache) put(c *Card) {
+func (cc *cardCache) put(c *Card, now time.Time) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.m == nil {
@@ -210,7 +213,7 @@ func (cc *cardCache) put(c *Card) {
 			break
 		}
 	}
-	cc.m[c.CardID] = cardEntry{c: *c, at: time.Now()}
+	cc.m[c.CardID] = cardEntry{c: *c, at: now}
 }
 
 func (cc *cardCache) drop(id string) {

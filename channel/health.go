@@ -1,8 +1,13 @@
 // Package channel is the platform's side of its banks: bound cards, top-ups
-// and withdrawals through each bank, and the health of every bank (a sliding
+// and withdrawals through each bank, card payments of trades, the durable
+// record of every bank call and how its outcome is learnt (answer,
+// callback, inquiry, statement), and the health of every bank (a sliding
 // window of success rate and latency, a circuit breaker, a token bucket at
-// the bank's capacity) that decides where a payment is routed and what the
-// cashier advises.
+// the bank's capacity) that decides where a payment is routed, what the
+// cashier advises, and when the transactions a sick bank kept waiting are
+// taken up again. It speaks to each bank through the Bank interface: the
+// calls of package bankapi's protocol, which bankapi.Client makes over
+// HTTP and an adapter of another bank could make its own way.
 package channel
 
 import (
@@ -56,6 +61,15 @@ func (w *Window) Record(now time.Time, o Outcome, latency time.Duration) {
 	}
 	if len(b.latencies) < latencySamplesMax {
 		b.latencies = append(b.latencies, latency)
+	}
+}
+
+// Reset forgets every call recorded.
+func (w *Window) Reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.buckets {
+		w.buckets[i] = bucket{latencies: w.buckets[i].latencies[:0]}
 	}
 }
 

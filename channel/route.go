@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 )
 
@@ -229,7 +229,7 @@ func callOutcome(err error) Outcome {
 	if err == nil {
 		return Success
 	}
-	var e *banksim.APIError
+	var e *bankapi.APIError
 	if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
 		return Success
 	}
@@ -252,4 +252,34 @@ func (s *Service) BankHealth(name string) (BankHealth, bool) {
 		return BankHealth{}, false
 	}
 	return s.health(b, s.now()), true
+}
+
+// Waiting says what a transaction not yet final waits on: its bank's
+// state now (StateHealthy, StateCongested, StateDown, StateMaintenance)
+// and, unless the bank is healthy, what to tell the person waiting. ok is
+// false for a final transaction or a bank without a channel.
+func (s *Service) Waiting(t *BankTxn) (state, advice string, ok bool) {
+	b := s.banks[t.Bank]
+	if b == nil || t.Status.Final() {
+		return "", "", false
+	}
+	h := s.health(b, s.now())
+	what, now := "this top-up", " To top up now, use another card."
+	switch {
+	case t.Kind == KindWithdrawal:
+		what, now = "this withdrawal", ""
+	case t.TradeNo != "":
+		what, now = "this card payment", " To pay now, use another card or your balance."
+	}
+	switch h.State {
+	case StateDown:
+		advice = fmt.Sprintf("%s is not answering; %s goes through when %s is back, and moves the money at most once.%s",
+			b.name, what, b.name, now)
+	case StateMaintenance:
+		advice = fmt.Sprintf("%s is in maintenance until %s; %s goes through after it.", b.name,
+			h.MaintenanceUntil.In(beijing).Format("15:04"), what)
+	case StateCongested:
+		advice = fmt.Sprintf("%s is congested; %s may take longer than usual.", b.name, what)
+	}
+	return h.State, advice, true
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/trade"
@@ -47,6 +47,9 @@ const (
 	jobsQueueMax = 1024
 	// claimBatchMax bounds the withdrawals claimed in one op.
 	claimBatchMax = 256
+	// queueRecheckInterval is how often, in clock time, a withdrawal
+	// queue that looks empty in memory is claimed from all the same.
+	queueRecheckInterval = time.Second
 	// pollInterval is how often the workers look for due work (real
 	// time; what is due is decided by the clock).
 	pollInterval = 50 * time.Millisecond
@@ -73,9 +76,11 @@ type Config struct {
 	Wallet   *wallet.Service
 	Trades   *trade.Service
 
-	// BanksURL is the banks' gateway (the simulator's root URL) and
-	// Secrets each bank's shared secret. A bank without a secret has no
-	// channel.
+	// Banks are the banks' adapters, by name (of zhifu.Banks). When nil,
+	// every bank with a secret in Secrets is reached over bankapi at
+	// BanksURL (the banks' gateway, such as a simulator's root URL); a bank
+	// with neither has no channel.
+	Banks    map[string]Bank
 	BanksURL string
 	Secrets  map[string]string
 	// PublicURL is the platform's own root URL, where banks send
@@ -111,7 +116,7 @@ type Config struct {
 	AcceptInFlightMax int
 	// Books reads a bank's own books, when the platform can (the
 	// simulator running in-process); nil leaves custody to the ledger.
-	Books func(bank string) (banksim.Books, error)
+	Books func(bank string) (BankBooks, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -183,7 +188,7 @@ type Service struct {
 type bank struct {
 	name    string
 	index   int
-	client  *banksim.Client
+	client  *bankapi.Client
 	window  *Window
 	breaker *Breaker
 	bucket  *Bucket // the bank's capacity
@@ -193,9 +198,14 @@ type bank struct {
 	queued  atomic.Int64 // withdrawals QUEUED
 	calls   atomic.Int64 // calls in flight
 	sweep   atomic.Bool  // a statement sweep is running
+	probing atomic.Bool  // a health probe is out
+	// Only the poller touches these: its account of the bank's bad
+	// health, and when it last claimed from a queue that looked empty.
+	spell        spell
+	queueChecked time.Time
 
 	mu          sync.Mutex
-	maintenance []banksim.Window // the bank's own notice
+	maintenance []bankapi.Window // the bank's own notice
 }
 
 // job is a transaction for a bank worker to call the bank about.
@@ -209,10 +219,12 @@ type job struct {
 	// bucket's permission already (probe says whether as a probe).
 	admitted bool
 	probe    bool
+	// probeOnly: no transaction, a health probe of a half-open bank.
+	probeOnly bool
 }
 
 // New returns the service with a channel for every bank of zhifu.Banks
-// that has a secret.
+// that has an adapter in Config.Banks or, without those, a secret.
 func New(cfg Config) (*Service, error) {
 	cfg = cfg.withDefaults()
 	l, _ := zhifu.LedgerOf(zhifu.CNY)
@@ -229,7 +241,7 @@ func New(cfg Config) (*Service, error) {
 			capacity = c
 		}
 		w := &Window{}
-		client := banksim.NewClient(cfg.BanksURL, name, secret, cfg.HTTP)
+		client := bankapi.NewClient(cfg.BanksURL, name, secret, cfg.HTTP)
 		client.Clock = cfg.Clock
 		bgRate := capacity * cfg.BackgroundShare
 		b := &bank{name: name, index: i, client: client, window: w, breaker: NewBreaker(cfg.Breaker, w),
@@ -240,9 +252,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	if len(s.order) == 0 {
 		return nil, fmt.Errorf("channel: no bank has a secret")
-	}
-	if cfg.BanksURL == "" {
-		return nil, fmt.Errorf("channel: no banks URL")
 	}
 	return s, nil
 }

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 // The life of a bank transaction, as pure functions of the row and what
@@ -170,22 +170,22 @@ const (
 // Answer is one call's outcome.
 type Answer struct {
 	Kind   AnswerKind
-	Txn    banksim.Transaction // for Decided and Accepted
+	Txn    bankapi.Transaction // for Decided and Accepted
 	Reason string              // an error code for the other kinds
 }
 
-// Classify turns a banksim client's result into an Answer.
-func Classify(t banksim.Transaction, err error) Answer {
+// Classify turns a Bank call's result into an Answer.
+func Classify(t bankapi.Transaction, err error) Answer {
 	if err == nil {
 		switch t.Status {
-		case banksim.StatusSuccess, banksim.StatusFailed:
+		case bankapi.StatusSuccess, bankapi.StatusFailed:
 			return Answer{Kind: Decided, Txn: t}
-		case banksim.StatusAccepted:
+		case bankapi.StatusAccepted:
 			return Answer{Kind: Accepted, Txn: t}
 		}
 		return Answer{Kind: Unknown, Reason: "status " + t.Status}
 	}
-	var e *banksim.APIError
+	var e *bankapi.APIError
 	if !errors.As(err, &e) {
 		return Answer{Kind: Unknown, Reason: "no answer"}
 	}
@@ -193,7 +193,7 @@ func Classify(t banksim.Transaction, err error) Answer {
 	case e.Status == http.StatusNotFound:
 		return Answer{Kind: NotFound, Reason: e.Code}
 	case e.Status == http.StatusServiceUnavailable &&
-		(e.Code == banksim.CodeSystemBusy || e.Code == banksim.CodeBankUnavailable || e.Code == banksim.CodeMaintenance):
+		(e.Code == bankapi.CodeSystemBusy || e.Code == bankapi.CodeBankUnavailable || e.Code == bankapi.CodeMaintenance):
 		// The bank refuses these before it does any work.
 		return Answer{Kind: Refused, Reason: e.Code}
 	case e.Status == http.StatusBadRequest:
@@ -208,7 +208,7 @@ func Classify(t banksim.Transaction, err error) Answer {
 func (a Answer) Healthy() bool {
 	switch a.Kind {
 	case Decided:
-		return a.Txn.Status == banksim.StatusSuccess || a.Txn.Reason != banksim.ReasonBankError
+		return a.Txn.Status == bankapi.StatusSuccess || a.Txn.Reason != bankapi.ReasonBankError
 	case Accepted, NotFound, Rejected:
 		return true
 	}
@@ -251,7 +251,7 @@ func AfterCall(t Txn, a Answer, now time.Time, p Policy) Step {
 	attempts := t.Attempts + 1
 	if a.Kind == Decided {
 		ev := Succeed
-		if a.Txn.Status == banksim.StatusFailed {
+		if a.Txn.Status == bankapi.StatusFailed {
 			ev = Fail
 		}
 		return Step{Resolve: ev, Reason: a.Txn.Reason, BankTxnID: a.Txn.BankTxnID, Attempts: attempts}
@@ -299,11 +299,11 @@ func afterStatementInquiry(t Txn, a Answer, now time.Time, p Policy, attempts in
 
 // FromStatement decides t from its line in the bank's statement, if the
 // line settles it.
-func FromStatement(line banksim.StatementLine) (Step, bool) {
+func FromStatement(line bankapi.StatementLine) (Step, bool) {
 	switch line.Status {
-	case banksim.StatusSuccess:
+	case bankapi.StatusSuccess:
 		return Step{Resolve: Succeed, BankTxnID: line.BankTxnID}, true
-	case banksim.StatusFailed:
+	case bankapi.StatusFailed:
 		return Step{Resolve: Fail, BankTxnID: line.BankTxnID, Reason: "STATEMENT_FAILED"}, true
 	}
 	return Step{}, false

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 func TestStateTable(t *testing.T) {
@@ -48,26 +48,26 @@ func TestStateTable(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	api := func(status int, code string) error { return &banksim.APIError{Status: status, Code: code} }
+	api := func(status int, code string) error { return &bankapi.APIError{Status: status, Code: code} }
 	cases := []struct {
 		name    string
-		t       banksim.Transaction
+		t       bankapi.Transaction
 		err     error
 		want    AnswerKind
 		healthy bool
 	}{
-		{"success", banksim.Transaction{Status: banksim.StatusSuccess}, nil, Decided, true},
-		{"insufficient funds", banksim.Transaction{Status: banksim.StatusFailed, Reason: banksim.ReasonInsufficientFunds}, nil, Decided, true},
-		{"bank error", banksim.Transaction{Status: banksim.StatusFailed, Reason: banksim.ReasonBankError}, nil, Decided, false},
-		{"accepted", banksim.Transaction{Status: banksim.StatusAccepted}, nil, Accepted, true},
-		{"not found", banksim.Transaction{}, api(404, banksim.CodeNotFound), NotFound, true},
-		{"busy", banksim.Transaction{}, api(503, banksim.CodeSystemBusy), Refused, false},
-		{"outage", banksim.Transaction{}, api(503, banksim.CodeBankUnavailable), Refused, false},
-		{"maintenance", banksim.Transaction{}, api(503, banksim.CodeMaintenance), Refused, false},
-		{"bad request", banksim.Transaction{}, api(400, banksim.CodeInvalidRequest), Rejected, true},
-		{"500", banksim.Transaction{}, api(500, banksim.CodeSystemError), Unknown, false},
-		{"409 conflict", banksim.Transaction{}, api(409, banksim.CodeRequestIDConflict), Unknown, false},
-		{"timeout", banksim.Transaction{}, fmt.Errorf("banksim: POST: %w", errors.New("deadline exceeded")), Unknown, false},
+		{"success", bankapi.Transaction{Status: bankapi.StatusSuccess}, nil, Decided, true},
+		{"insufficient funds", bankapi.Transaction{Status: bankapi.StatusFailed, Reason: bankapi.ReasonInsufficientFunds}, nil, Decided, true},
+		{"bank error", bankapi.Transaction{Status: bankapi.StatusFailed, Reason: bankapi.ReasonBankError}, nil, Decided, false},
+		{"accepted", bankapi.Transaction{Status: bankapi.StatusAccepted}, nil, Accepted, true},
+		{"not found", bankapi.Transaction{}, api(404, bankapi.CodeNotFound), NotFound, true},
+		{"busy", bankapi.Transaction{}, api(503, bankapi.CodeSystemBusy), Refused, false},
+		{"outage", bankapi.Transaction{}, api(503, bankapi.CodeBankUnavailable), Refused, false},
+		{"maintenance", bankapi.Transaction{}, api(503, bankapi.CodeMaintenance), Refused, false},
+		{"bad request", bankapi.Transaction{}, api(400, bankapi.CodeInvalidRequest), Rejected, true},
+		{"500", bankapi.Transaction{}, api(500, bankapi.CodeSystemError), Unknown, false},
+		{"409 conflict", bankapi.Transaction{}, api(409, bankapi.CodeRequestIDConflict), Unknown, false},
+		{"timeout", bankapi.Transaction{}, fmt.Errorf("bankapi: POST: %w", errors.New("deadline exceeded")), Unknown, false},
 	}
 	for _, c := range cases {
 		a := Classify(c.t, c.err)
@@ -75,7 +75,7 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s: kind %d healthy %v, want %d %v", c.name, a.Kind, a.Healthy(), c.want, c.healthy)
 		}
 	}
-	if Classify(banksim.Transaction{}, &banksim.APIError{Status: http.StatusNotFound}).Kind != NotFound {
+	if Classify(bankapi.Transaction{}, &bankapi.APIError{Status: http.StatusNotFound}).Kind != NotFound {
 		t.Error("404 without a code is not NotFound")
 	}
 }
@@ -101,8 +101,8 @@ func TestAfterCall(t *testing.T) {
 	sent := now.Add(-time.Minute)
 	quick := Txn{Kind: KindTopup, Method: MethodQuick, Status: StatusProcessing, Stage: StageSend,
 		Deadline: sent.Add(p.Deadline)}
-	success := Answer{Kind: Decided, Txn: banksim.Transaction{Status: banksim.StatusSuccess, BankTxnID: "B1"}}
-	failed := Answer{Kind: Decided, Txn: banksim.Transaction{Status: banksim.StatusFailed, Reason: "INSUFFICIENT_FUNDS"}}
+	success := Answer{Kind: Decided, Txn: bankapi.Transaction{Status: bankapi.StatusSuccess, BankTxnID: "B1"}}
+	failed := Answer{Kind: Decided, Txn: bankapi.Transaction{Status: bankapi.StatusFailed, Reason: "INSUFFICIENT_FUNDS"}}
 
 	if st := AfterCall(quick, success, now, p); st.Resolve != Succeed || st.BankTxnID != "B1" || st.Attempts != 1 {
 		t.Errorf("success: %+v", st)
@@ -185,19 +185,19 @@ func TestAfterStatementInquiry(t *testing.T) {
 	if st := AfterCall(early, Answer{Kind: NotFound}, now, p); st.Resolve != "" {
 		t.Errorf("failed before the deadline: %+v", st)
 	}
-	if st := AfterCall(past, Answer{Kind: Decided, Txn: banksim.Transaction{Status: banksim.StatusSuccess}}, now, p); st.Resolve != Succeed {
+	if st := AfterCall(past, Answer{Kind: Decided, Txn: bankapi.Transaction{Status: bankapi.StatusSuccess}}, now, p); st.Resolve != Succeed {
 		t.Errorf("decided: %+v", st)
 	}
 }
 
 func TestFromStatement(t *testing.T) {
-	if st, ok := FromStatement(banksim.StatementLine{Status: banksim.StatusSuccess, BankTxnID: "X"}); !ok || st.Resolve != Succeed || st.BankTxnID != "X" {
+	if st, ok := FromStatement(bankapi.StatementLine{Status: bankapi.StatusSuccess, BankTxnID: "X"}); !ok || st.Resolve != Succeed || st.BankTxnID != "X" {
 		t.Errorf("success line: %+v %v", st, ok)
 	}
-	if st, ok := FromStatement(banksim.StatementLine{Status: banksim.StatusFailed}); !ok || st.Resolve != Fail {
+	if st, ok := FromStatement(bankapi.StatementLine{Status: bankapi.StatusFailed}); !ok || st.Resolve != Fail {
 		t.Errorf("failed line: %+v %v", st, ok)
 	}
-	if _, ok := FromStatement(banksim.StatementLine{Status: "ACCEPTED"}); ok {
+	if _, ok := FromStatement(bankapi.StatementLine{Status: "ACCEPTED"}); ok {
 		t.Error("an undecided line decided")
 	}
 }

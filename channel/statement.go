@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 // Limits of a statement sweep.
@@ -82,7 +82,7 @@ func (s *Service) sweepBank(ctx context.Context, b *bank) error {
 // statementLines reads the statements of every Beijing day from the
 // oldest transaction's to today's and keeps the lines of txns. It returns
 // nil, nil when the bank's breaker or bucket says not now.
-func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, now time.Time) (map[string]banksim.StatementLine, error) {
+func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, now time.Time) (map[string]bankapi.StatementLine, error) {
 	want := make(map[string]bool, len(txns))
 	first := now
 	for _, t := range txns {
@@ -92,7 +92,7 @@ func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, 
 		}
 	}
 	days := statementDays(first, now)
-	lines := make(map[string]banksim.StatementLine, len(txns))
+	lines := make(map[string]bankapi.StatementLine, len(txns))
 	for _, day := range days {
 		ok, probe := b.breaker.Allow(s.now())
 		if !ok {
@@ -104,11 +104,12 @@ func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, 
 		}
 		cctx, cancel := context.WithTimeout(ctx, statementTimeout)
 		b.calls.Add(1)
-		start := time.Now()
+		start := s.now()
 		st, err := b.client.Statement(cctx, day)
 		b.calls.Add(-1)
 		cancel()
-		b.breaker.Done(s.now(), probe, callOutcome(err), time.Since(start))
+		end := s.now()
+		b.breaker.Done(end, probe, callOutcome(err), end.Sub(start))
 		if err != nil {
 			return nil, fmt.Errorf("statement %s of %s: %w", day, b.name, err)
 		}
@@ -143,10 +144,10 @@ func statementDays(first, now time.Time) []string {
 }
 
 // lineMatches reports whether a statement line is t's.
-func lineMatches(t *BankTxn, l banksim.StatementLine) bool {
-	kind := banksim.KindDebit
+func lineMatches(t *BankTxn, l bankapi.StatementLine) bool {
+	kind := bankapi.KindDebit
 	if t.Kind == KindWithdrawal {
-		kind = banksim.KindCredit
+		kind = bankapi.KindCredit
 	}
 	return l.Kind == kind && l.Amount == int64(t.Amount)
 }

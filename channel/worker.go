@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 )
 
 // Run runs the channels' workers until ctx ends: for every bank a pool of
@@ -160,7 +160,11 @@ func (s *Service) poll(ctx context.Context) {
 // withdrawals, as far as its breaker and background bucket allow; it
 // returns how much it handed out or started.
 func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, error) {
-	if b.breaker.State(now) == Open {
+	if err := s.recover(ctx, b, now); err != nil {
+		return 0, err
+	}
+	br := b.breaker.State(now)
+	if br == Open {
 		return 0, nil
 	}
 	if _, ok := s.maintenanceAt(b, now); ok {
@@ -201,6 +205,9 @@ func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, er
 			})
 		}
 	}
+	if br == HalfOpen && handed == 0 && s.startProbe(b) {
+		handed++
+	}
 	n, err := s.claimPayouts(ctx, b, now)
 	return handed + n, err
 }
@@ -209,9 +216,15 @@ func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, er
 // callers: never more than the background bucket has tokens for, never
 // while the bank is in maintenance, one at a time while its breaker
 // probes.
+//
+// The queue's length in memory spares the database a claim when the queue
+// is empty. It can be off for a moment (the refresher's count races with
+// the acceptances and claims counted meanwhile), so a queue that looks
+// empty is counted again every queueRecheckInterval of clock time, and a
+// claim that finds fewer than it asked for knows the queue is empty.
 func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int, error) {
-	if b.queued.Load() <= 0 {
-		return 0, nil
+	if ok, err := s.queueNotEmpty(ctx, b, now); !ok || err != nil {
+		return 0, err
 	}
 	n := min(cap(b.jobs)-len(b.jobs), int(b.bg.Tokens(now))-len(b.jobs), claimBatchMax)
 	if b.breaker.State(now) == HalfOpen {
@@ -227,7 +240,11 @@ func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int
 	if err != nil {
 		return 0, fmt.Errorf("claim payouts: %w", err)
 	}
-	b.queued.Add(-int64(len(op.txns)))
+	if len(op.txns) < n {
+		b.queued.Store(0)
+	} else {
+		b.queued.Add(-int64(len(op.txns)))
+	}
 	for _, t := range op.txns {
 		if s.markInflight(t.TxnID) {
 			b.jobs <- job{txnID: t.TxnID, t: t}
@@ -236,9 +253,36 @@ func (s *Service) claimPayouts(ctx context.Context, b *bank, now time.Time) (int
 	return len(op.txns), nil
 }
 
+// queueNotEmpty reports whether the bank's withdrawal queue may hold
+// something: its length in memory says so, or, at most every
+// queueRecheckInterval, a count in the database.
+func (s *Service) queueNotEmpty(ctx context.Context, b *bank, now time.Time) (bool, error) {
+	q := b.queued.Load()
+	if q > 0 {
+		return true, nil
+	}
+	if since := now.Sub(b.queueChecked); since >= 0 && since < queueRecheckInterval {
+		return false, nil
+	}
+	b.queueChecked = now
+	var n int64
+	if err := s.cfg.Store.Reader().QueryRow(ctx, `SELECT count(*) FROM bank_txns WHERE bank = ? AND status = ?`,
+		b.name, string(StatusQueued)).Scan(&n); err != nil {
+		return false, fmt.Errorf("count queue: %w", err)
+	}
+	if n > 0 {
+		b.queued.CompareAndSwap(q, n)
+	}
+	return n > 0, nil
+}
+
 // work makes the one call a job's transaction needs now and saves what it
 // came to.
 func (s *Service) work(ctx context.Context, b *bank, j job) {
+	if j.probeOnly {
+		s.probe(ctx, b)
+		return
+	}
 	probe := j.probe
 	if !j.admitted {
 		var ok bool
@@ -304,8 +348,8 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 	defer cancel()
 	b.calls.Add(1)
 	defer b.calls.Add(-1)
-	start := time.Now()
-	var txn banksim.Transaction
+	start := s.now()
+	var txn bankapi.Transaction
 	var err error
 	switch {
 	case t.Stage != StageSend:
@@ -325,20 +369,21 @@ func (s *Service) call(ctx context.Context, b *bank, t *BankTxn, probe bool) Ans
 			a = Answer{Kind: Unknown, Reason: "MISMATCH"}
 		}
 	}
-	b.breaker.Done(s.now(), probe, answerOutcome(a), time.Since(start))
+	end := s.now()
+	b.breaker.Done(end, probe, answerOutcome(a), end.Sub(start))
 	return a
 }
 
-func (s *Service) request(b *bank, t *BankTxn) banksim.TxnRequest {
-	return banksim.TxnRequest{RequestID: t.TxnID, CardToken: t.CardToken, Amount: int64(t.Amount),
+func (s *Service) request(b *bank, t *BankTxn) bankapi.TxnRequest {
+	return bankapi.TxnRequest{RequestID: t.TxnID, CardToken: t.CardToken, Amount: int64(t.Amount),
 		CallbackURL: s.callbackURL(b)}
 }
 
 // sameTxn reports whether the bank's transaction is t.
-func sameTxn(t *BankTxn, txn banksim.Transaction) bool {
-	kind := banksim.KindDebit
+func sameTxn(t *BankTxn, txn bankapi.Transaction) bool {
+	kind := bankapi.KindDebit
 	if t.Kind == KindWithdrawal {
-		kind = banksim.KindCredit
+		kind = bankapi.KindCredit
 	}
 	return txn.RequestID == t.TxnID && txn.Bank == t.Bank && txn.Kind == kind && txn.Amount == int64(t.Amount)
 }
@@ -354,9 +399,9 @@ func (s *Service) HandleCallback(ctx context.Context, bankName, header string, b
 	}
 	txn, err := b.client.VerifyCallback(header, body)
 	if err != nil {
-		return &zhifu.Error{Code: zhifu.InvalidSignature, Message: "bad or missing " + banksim.SignatureHeader}
+		return &zhifu.Error{Code: zhifu.InvalidSignature, Message: "bad or missing " + bankapi.SignatureHeader}
 	}
-	if txn.Status != banksim.StatusSuccess && txn.Status != banksim.StatusFailed {
+	if txn.Status != bankapi.StatusSuccess && txn.Status != bankapi.StatusFailed {
 		return nil
 	}
 	t, err := loadTxn(ctx, s.cfg.Store.Reader(), txn.RequestID, false)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"zhifu"
-	"zhifu/banksim"
+	"zhifu/bankapi"
 	"zhifu/channel"
 	"zhifu/identity"
 )
@@ -126,24 +126,33 @@ type topupRequest struct {
 }
 
 type topupJSON struct {
-	TopupID   string         `json:"topup_id"`
-	Status    string         `json:"status"`
-	Amount    string         `json:"amount"`
-	Currency  zhifu.Currency `json:"currency"`
-	Bank      string         `json:"bank"`
-	CardID    string         `json:"card_id"`
-	Method    string         `json:"method"`
-	TradeNo   string         `json:"trade_no,omitempty"`
-	Reason    string         `json:"reason,omitempty"`
-	EbankURL  string         `json:"ebank_url,omitempty"`
-	CreatedAt string         `json:"created_at"`
-	SettledAt *string        `json:"settled_at"`
+	TopupID  string         `json:"topup_id"`
+	Status   string         `json:"status"`
+	Amount   string         `json:"amount"`
+	Currency zhifu.Currency `json:"currency"`
+	Bank     string         `json:"bank"`
+	CardID   string         `json:"card_id"`
+	Method   string         `json:"method"`
+	TradeNo  string         `json:"trade_no,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	EbankURL string         `json:"ebank_url,omitempty"`
+	// BankState and Advice, while the top-up is PROCESSING: its bank's
+	// state now (as GET /v1/channels gives it) and, unless healthy, what
+	// the person should know.
+	BankState string  `json:"bank_state,omitempty"`
+	Advice    string  `json:"advice,omitempty"`
+	CreatedAt string  `json:"created_at"`
+	SettledAt *string `json:"settled_at"`
 }
 
-func topupView(t *channel.BankTxn, ebankURL string) topupJSON {
-	return topupJSON{TopupID: t.TxnID, Status: string(t.Status), Amount: t.Amount.String(), Currency: zhifu.CNY,
+func (s *Server) topupView(t *channel.BankTxn, ebankURL string) topupJSON {
+	v := topupJSON{TopupID: t.TxnID, Status: string(t.Status), Amount: t.Amount.String(), Currency: zhifu.CNY,
 		Bank: t.Bank, CardID: t.CardID, Method: t.Method, TradeNo: t.TradeNo, Reason: t.Reason, EbankURL: ebankURL,
 		CreatedAt: formatAPITime(t.CreatedAt), SettledAt: optAPITime(t.SettledAt)}
+	if state, advice, ok := s.svc.Channels.Waiting(t); ok {
+		v.BankState, v.Advice = state, advice
+	}
+	return v
 }
 
 type topupListJSON struct {
@@ -171,7 +180,7 @@ func (s *Server) handleCreateTopup(w nethttp.ResponseWriter, r *nethttp.Request,
 	if created {
 		status = nethttp.StatusCreated
 	}
-	writeJSON(w, status, topupView(t.BankTxn, t.EbankURL))
+	writeJSON(w, status, s.topupView(t.BankTxn, t.EbankURL))
 	return nil
 }
 
@@ -180,7 +189,7 @@ func (s *Server) handleGetTopup(w nethttp.ResponseWriter, r *nethttp.Request, u 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, nethttp.StatusOK, topupView(t, ""))
+	writeJSON(w, nethttp.StatusOK, s.topupView(t, ""))
 	return nil
 }
 
@@ -197,7 +206,7 @@ func (s *Server) handleListTopups(w nethttp.ResponseWriter, r *nethttp.Request, 
 	}
 	resp := topupListJSON{Data: make([]topupJSON, 0, len(txns)), HasMore: more}
 	for _, t := range txns {
-		resp.Data = append(resp.Data, topupView(t, ""))
+		resp.Data = append(resp.Data, s.topupView(t, ""))
 	}
 	writeJSON(w, nethttp.StatusOK, resp)
 	return nil
@@ -399,7 +408,7 @@ func (s *Server) handleBankCallback(w nethttp.ResponseWriter, r *nethttp.Request
 		}
 		return invalidRequest("", "could not read the request body")
 	}
-	if err := s.svc.Channels.HandleCallback(r.Context(), r.PathValue("bank"), r.Header.Get(banksim.SignatureHeader), body); err != nil {
+	if err := s.svc.Channels.HandleCallback(r.Context(), r.PathValue("bank"), r.Header.Get(bankapi.SignatureHeader), body); err != nil {
 		return err
 	}
 	writeJSON(w, nethttp.StatusOK, map[string]bool{"ok": true})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/bankapi"
 	"zhifu/banksim"
 	"zhifu/channel"
 )
@@ -302,22 +303,22 @@ func (e *chEnv) txns(t *testing.T) []chTxn {
 
 // statementLines reads every bank's statements from the test's first day
 // to the clock's, keyed by request id.
-func (e *chEnv) statementLines(t *testing.T) map[string]banksim.StatementLine {
+func (e *chEnv) statementLines(t *testing.T) map[string]bankapi.StatementLine {
 	t.Helper()
 	bj := time.FixedZone("CST", 8*3600)
 	day := func(x time.Time) time.Time {
 		y, m, d := x.In(bj).Date()
 		return time.Date(y, m, d, 0, 0, 0, 0, bj)
 	}
-	out := map[string]banksim.StatementLine{}
+	out := map[string]bankapi.StatementLine{}
 	for _, bank := range e.banks.Banks() {
 		secret, _ := e.banks.Secret(bank)
-		c := banksim.NewClient(e.m.BanksEndpoint(), bank, secret, nil)
+		c := bankapi.NewClient(e.m.BanksEndpoint(), bank, secret, nil)
 		c.Clock = e.clock
 		for d := day(e.start); !d.After(day(e.clock.Now())); d = d.AddDate(0, 0, 1) {
 			// A scenario may still inject errors: ask again, a bounded
 			// number of times.
-			var st banksim.Statement
+			var st bankapi.Statement
 			var err error
 			for range 20 {
 				if st, err = c.Statement(context.Background(), d.Format(time.DateOnly)); err == nil {
@@ -382,13 +383,13 @@ func (e *chEnv) verify(t *testing.T, users []*chUser, deposits map[string]int64,
 	for _, x := range txns {
 		known[x.id] = true
 		l, inStatement := lines[x.id]
-		bankDid := inStatement && l.Status == banksim.StatusSuccess
+		bankDid := inStatement && l.Status == bankapi.StatusSuccess
 		counts[x.kind+" "+x.status]++
 		switch x.kind {
 		case "topup":
 			credited, ok := moved["topup:"+x.id]
 			switch {
-			case x.status == "SUCCESS" && (!bankDid || l.Kind != banksim.KindDebit || l.Amount != x.amount):
+			case x.status == "SUCCESS" && (!bankDid || l.Kind != bankapi.KindDebit || l.Amount != x.amount):
 				t.Errorf("top-up %s SUCCESS but the bank's statement has %+v", x.id, l)
 			case x.status == "SUCCESS" && (!ok || credited != x.amount):
 				t.Errorf("top-up %s SUCCESS but credited %d (found %v), want %d", x.id, credited, ok, x.amount)
@@ -405,7 +406,7 @@ func (e *chEnv) verify(t *testing.T, users []*chUser, deposits map[string]int64,
 			_, paid := moved["wd:"+x.id+":paid"]
 			_, back := moved["wd:"+x.id+":return"]
 			switch {
-			case x.status == "SUCCESS" && (!bankDid || l.Kind != banksim.KindCredit || l.Amount != x.amount || !paid || back):
+			case x.status == "SUCCESS" && (!bankDid || l.Kind != bankapi.KindCredit || l.Amount != x.amount || !paid || back):
 				t.Errorf("withdrawal %s SUCCESS: statement %+v, paid %v, returned %v", x.id, l, paid, back)
 			case x.status == "FAILED" && (bankDid || paid || !back):
 				t.Errorf("withdrawal %s FAILED: bank paid %v, ledger paid %v, returned %v", x.id, bankDid, paid, back)
@@ -417,7 +418,7 @@ func (e *chEnv) verify(t *testing.T, users []*chUser, deposits map[string]int64,
 		}
 	}
 	for id, l := range lines {
-		if !known[id] && l.Status == banksim.StatusSuccess {
+		if !known[id] && l.Status == bankapi.StatusSuccess {
 			t.Errorf("the bank moved money for %s, which the platform does not know", id)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 	"zhifu/channel"
 )
@@ -227,7 +228,7 @@ func TestChannelFaultMaintenance(t *testing.T) {
 	start := func(t *testing.T, e *chEnv) {
 		now := e.clock.Now()
 		for _, b := range []string{"ICBC", "CEB"} {
-			if err := e.banks.SetScenario(b, banksim.Scenario{Maintenance: []banksim.Window{{Start: now, End: now.Add(20 * time.Minute)}}}); err != nil {
+			if err := e.banks.SetScenario(b, banksim.Scenario{Maintenance: []bankapi.Window{{Start: now, End: now.Add(20 * time.Minute)}}}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -33,6 +33,20 @@ func (e *chEnv) cardBalance(t *testing.T, bank, cardID string) int64 {
 	return b
 }
 
+// transferAmounts reads the ledger transfers with the ids, by id.
+func (e *chEnv) transferAmounts(t *testing.T, ids ...string) map[string]int64 {
+	t.Helper()
+	trs, err := e.m.store.LookupTransfers(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]int64, len(trs))
+	for _, tr := range trs {
+		out[tr.ID] = tr.Amount
+	}
+	return out
+}
+
 // payTrade pays as u and returns the status and the trade (or error).
 func (e *chEnv) payTrade(t *testing.T, u *chUser, tradeNo string, body map[string]string) (int, map[string]any) {
 	t.Helper()
@@ -120,13 +134,28 @@ func TestChannelCardPay(t *testing.T) {
 			if s != 200 || tr["status"] != "WAIT_BUYER_PAY" {
 				t.Fatalf("pay by balance+card: %d %v", s, tr)
 			}
-			// The balance part waits frozen while the bank works.
-			if avail, frozen := idBalance(t, e.env, b.idUser); avail != "0.00" || frozen != "30.00" {
-				t.Errorf("while the card is charged: available %s frozen %s", avail, frozen)
+			// The balance part was frozen before the bank heard of the
+			// card part: the hold is on the ledger when the answer comes.
+			// (The balances themselves are not read now: the bank may
+			// already have answered and the trade be paid.)
+			p, _ := tr["payment"].(map[string]any)
+			id, _ := p["payment_id"].(string)
+			if held := e.transferAmounts(t, "tp:"+id+":hold"); held["tp:"+id+":hold"] != 30_00 {
+				t.Fatalf("balance part of payment %q frozen: %v", id, held)
+			}
+			if avail, _ := idBalance(t, e.env, b.idUser); avail != "0.00" {
+				t.Errorf("while the card is charged: available %s", avail)
 			}
 			e.settle(t, 10*time.Second, time.Minute)
 			if got := w.get(no); got["status"] != "TRADE_SUCCESS" {
 				t.Fatalf("trade: %v", got)
+			}
+			// Paid: the hold released into the payment, nothing frozen.
+			if moved := e.transferAmounts(t, "tp:"+id+":release"); moved["tp:"+id+":release"] != 30_00 {
+				t.Errorf("hold of payment %s released: %v", id, moved)
+			}
+			if avail, frozen := idBalance(t, e.env, b.idUser); avail != "0.00" || frozen != "0.00" {
+				t.Errorf("after the payment: available %s frozen %s", avail, frozen)
 			}
 			tps := e.tradeTopups(t, b, no)
 			if len(tps) != 1 || tps[0]["amount"] != "70.00" || tps[0]["status"] != "SUCCESS" {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 )
 
@@ -195,11 +196,11 @@ func TestChannelEbank(t *testing.T) {
 func TestChannelCallbackSignature(t *testing.T) {
 	forEachChannelStore(t, chOptions{}, func(t *testing.T, e *chEnv) {
 		body := `{"request_id":"TU1","bank":"ICBC","kind":"debit","status":"SUCCESS","amount":100}`
-		for _, sig := range []string{"", "t=1,v1=00", banksim.Sign("wrong-secret", e.clock.Now(), []byte(body))} {
+		for _, sig := range []string{"", "t=1,v1=00", bankapi.Sign("wrong-secret", e.clock.Now(), []byte(body))} {
 			status, _, out, err := e.do("", "POST", "/v1/channels/ICBC/callback", body, "")
 			if sig != "" {
 				req, _ := http.NewRequest("POST", e.url+"/v1/channels/ICBC/callback", strings.NewReader(body))
-				req.Header.Set(banksim.SignatureHeader, sig)
+				req.Header.Set(bankapi.SignatureHeader, sig)
 				resp, err2 := http.DefaultClient.Do(req)
 				if err2 != nil {
 					t.Fatal(err2)
@@ -215,7 +216,7 @@ func TestChannelCallbackSignature(t *testing.T) {
 		// acknowledged, nothing moves.
 		secret, _ := e.banks.Secret("ICBC")
 		req, _ := http.NewRequest("POST", e.url+"/v1/channels/ICBC/callback", strings.NewReader(body))
-		req.Header.Set(banksim.SignatureHeader, banksim.Sign(secret, e.clock.Now(), []byte(body)))
+		req.Header.Set(bankapi.SignatureHeader, bankapi.Sign(secret, e.clock.Now(), []byte(body)))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("unknown transaction's callback: %v %v", resp, err)
@@ -253,7 +254,7 @@ func TestChannelHealthAndAnnouncements(t *testing.T) {
 			"starts_at": now.Format(time.RFC3339), "ends_at": now.Add(-time.Hour).Format(time.RFC3339)}, &bad)
 		idWant(t, "window ending before it starts", s, bad, 400, "INVALID_REQUEST", "ends_at")
 		sc, _ := e.banks.Scenario("CCB")
-		sc.Maintenance = []banksim.Window{{Start: now.Add(30 * time.Minute), End: now.Add(90 * time.Minute)}}
+		sc.Maintenance = []bankapi.Window{{Start: now.Add(30 * time.Minute), End: now.Add(90 * time.Minute)}}
 		if err := e.banks.SetScenario("CCB", sc); err != nil {
 			t.Fatal(err)
 		}

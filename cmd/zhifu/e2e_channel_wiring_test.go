@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/bankapi"
 	"zhifu/banksim"
 	"zhifu/channel"
 )
@@ -58,7 +59,7 @@ func TestChannelWithdrawalQueueFull(t *testing.T) {
 	u := e.newUsers(t, "queuer", 1, []string{"ABC"}, "100.00")[0]
 	// ABC is in maintenance: its payouts wait in the queue.
 	now := e.clock.Now()
-	if err := e.banks.SetScenario("ABC", banksim.Scenario{Maintenance: []banksim.Window{{Start: now, End: now.Add(time.Hour)}}}); err != nil {
+	if err := e.banks.SetScenario("ABC", banksim.Scenario{Maintenance: []bankapi.Window{{Start: now, End: now.Add(time.Hour)}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.ch.RefreshMaintenance(context.Background()); err != nil {

@@ -81,8 +81,12 @@ func (m *Main) newChannels() error {
 	cfg := channel.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades, BanksURL: m.banksURL, Secrets: m.bankSecrets,
 		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def}
-	if m.Banks != nil {
-		cfg.Books = m.Banks.Books
+	if sim := m.Banks; sim != nil {
+		cfg.Books = func(bank string) (channel.BankBooks, error) {
+			b, err := sim.Books(bank)
+			return channel.BankBooks{Settlement: b.Settlement, Debited: b.Debited, Credited: b.Credited,
+				Unbalanced: b.Check()}, err
+		}
 	}
 	if m.ConfigureChannels != nil {
 		m.ConfigureChannels(&cfg)

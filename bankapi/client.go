@@ -1,4 +1,4 @@
-package banksim
+package bankapi
 
 import (
 	"bytes"
@@ -18,8 +18,9 @@ import (
 
 // Limits of the client.
 const (
-	// answerBytesMax bounds a JSON answer; statementBytesMax a statement
-	// (a Double-11 day at one bank is a few million lines).
+	// answerBytesMax bounds a JSON answer or a callback body;
+	// statementBytesMax a statement (a Double-11 day at one bank is a few
+	// million lines).
 	answerBytesMax    = 1 << 20
 	statementBytesMax = 1 << 30
 	// ebankLinkTTL is how long an online-banking link stays valid.
@@ -29,15 +30,17 @@ const (
 	clientTimeoutDefault = 30 * time.Second
 )
 
-// Client calls one bank of the simulator, signing every request. Every
+// Client speaks the protocol to one bank, signing every request. Every
 // method honours its context's deadline: a bank that holds the answer is
-// abandoned when the context ends, and the error wraps ctx.Err().
+// abandoned when the context ends, and the error wraps ctx.Err(). An answer
+// other than 2xx is an *APIError; any other error means the bank's answer
+// was not had (or not read whole).
 type Client struct {
-	BaseURL string // the simulator's root, as "http://127.0.0.1:9090"
+	BaseURL string // the banks' gateway, as "http://127.0.0.1:9090"
 	Bank    string
 	HTTP    *http.Client
-	// Clock signs requests and judges callbacks' timestamps; nil means the
-	// system clock.
+	// Clock signs requests, dates online-banking links and judges
+	// callbacks' timestamps; nil means the system clock.
 	Clock  zhifu.Clock
 	secret string
 }
@@ -61,7 +64,7 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("banksim: %d %s: %s", e.Status, e.Code, e.Message)
+	return fmt.Sprintf("bankapi: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
 // IsNotFound reports whether err is the bank saying it has no such
@@ -69,6 +72,31 @@ func (e *APIError) Error() string {
 func IsNotFound(err error) bool {
 	var e *APIError
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// DecodeError makes the APIError of an answer with status and body; a body
+// that is not an ErrorBody leaves Code empty.
+func DecodeError(status int, body []byte) *APIError {
+	e := &APIError{Status: status}
+	var eb ErrorBody
+	if json.Unmarshal(body, &eb) == nil {
+		e.Code, e.Message = eb.Error, eb.Message
+		if eb.Until != nil {
+			e.Until = *eb.Until
+		}
+	}
+	return e
+}
+
+// CheckResponse returns nil for a 2xx answer. For any other it reads (a
+// bounded part of) the body, closes it and returns the *APIError.
+func CheckResponse(resp *http.Response) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, answerBytesMax))
+	return DecodeError(resp.StatusCode, b)
 }
 
 func (c *Client) now() time.Time {
@@ -114,6 +142,21 @@ func (c *Client) Inquire(ctx context.Context, requestID string) (Transaction, er
 		err = json.Unmarshal(b, &t)
 	}
 	return t, err
+}
+
+// probeRequestID is a request_id the platform never uses (its own begin
+// with two capital letters and digits), for Probe.
+const probeRequestID = "probe"
+
+// Probe inquires about a transaction that does not exist, to learn whether
+// the bank answers: its 404 NOT_FOUND is a healthy bank's answer, and nil
+// is returned. A bank that is down, refusing or unreachable gives the
+// error of any call.
+func (c *Client) Probe(ctx context.Context) error {
+	if _, err := c.Inquire(ctx, probeRequestID); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // Statement fetches and parses the statement of date (YYYY-MM-DD, Beijing).
@@ -164,10 +207,10 @@ func (c *Client) EbankURL(requestID string, amount int64, returnURL, callbackURL
 func (c *Client) ParseCallback(r *http.Request) (Transaction, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, answerBytesMax+1))
 	if err != nil {
-		return Transaction{}, fmt.Errorf("banksim: callback: %w", err)
+		return Transaction{}, fmt.Errorf("bankapi: callback: %w", err)
 	}
 	if len(body) > answerBytesMax {
-		return Transaction{}, errors.New("banksim: callback: body too large")
+		return Transaction{}, errors.New("bankapi: callback: body too large")
 	}
 	return c.VerifyCallback(r.Header.Get(SignatureHeader), body)
 }
@@ -178,12 +221,21 @@ func (c *Client) VerifyCallback(header string, body []byte) (Transaction, error)
 	if err := Verify(c.secret, header, body, c.now()); err != nil {
 		return Transaction{}, err
 	}
+	return DecodeCallback(c.Bank, body)
+}
+
+// DecodeCallback decodes a callback body whose signature was checked: a
+// Transaction of bank.
+func DecodeCallback(bank string, body []byte) (Transaction, error) {
+	if len(body) > answerBytesMax {
+		return Transaction{}, errors.New("bankapi: callback: body too large")
+	}
 	var t Transaction
 	if err := json.Unmarshal(body, &t); err != nil {
-		return Transaction{}, fmt.Errorf("banksim: callback: %w", err)
+		return Transaction{}, fmt.Errorf("bankapi: callback: %w", err)
 	}
-	if t.Bank != c.Bank {
-		return Transaction{}, fmt.Errorf("banksim: callback from %q to the client of %q", t.Bank, c.Bank)
+	if t.Bank != bank {
+		return Transaction{}, fmt.Errorf("bankapi: callback from %q to the client of %q", t.Bank, bank)
 	}
 	return t, nil
 }
@@ -230,12 +282,18 @@ func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	return readBody(req, resp, limit)
+}
+
+// readBody reads the body of a 2xx answer to req, at most limit bytes: a
+// longer one is an error.
+func readBody(req *http.Request, resp *http.Response, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("banksim: %s %s: %w", req.Method, req.URL.Path, err)
+		return nil, fmt.Errorf("bankapi: %s %s: %w", req.Method, req.URL.Path, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("banksim: %s %s: answer over %d bytes", req.Method, req.URL.Path, limit)
+		return nil, fmt.Errorf("bankapi: %s %s: answer over %d bytes", req.Method, req.URL.Path, limit)
 	}
 	return b, nil
 }
@@ -245,20 +303,10 @@ func (c *Client) do(req *http.Request, limit int64) ([]byte, error) {
 func (c *Client) send(req *http.Request) (*http.Response, error) {
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("banksim: %s %s: %w", req.Method, req.URL.Path, err)
+		return nil, fmt.Errorf("bankapi: %s %s: %w", req.Method, req.URL.Path, err)
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, nil
+	if err := CheckResponse(resp); err != nil {
+		return nil, err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, answerBytesMax))
-	e := &APIError{Status: resp.StatusCode}
-	var eb errorBody
-	if json.Unmarshal(b, &eb) == nil {
-		e.Code, e.Message = eb.Error, eb.Message
-		if eb.Until != nil {
-			e.Until = *eb.Until
-		}
-	}
-	return nil, e
+	return resp, nil
 }

@@ -1,4 +1,4 @@
-package banksim
+package bankapi
 
 import (
 	"crypto/hmac"
@@ -21,9 +21,17 @@ const SignatureHeader = "Bank-Signature"
 // request cannot be replayed for long.
 const signatureToleranceSec = 300
 
+// Limits of a Bank-Signature value: signatureBytesMax bounds its length and
+// signaturesMax its v1 values (two are enough to rotate a secret; a few more
+// leave room for a slow rotation).
+const (
+	signatureBytesMax = 1024
+	signaturesMax     = 4
+)
+
 // ErrSignature is returned by Verify for a missing, malformed, stale or wrong
 // signature.
-var ErrSignature = errors.New("banksim: invalid signature")
+var ErrSignature = errors.New("bankapi: invalid signature")
 
 // Sign returns the Bank-Signature value for payload at time t:
 // "t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>.<payload>")>".
@@ -44,6 +52,9 @@ func mac(secret, ts string, payload []byte) []byte {
 // must match and its timestamp be within five minutes of now. Several v1
 // values are allowed so that a secret can be rotated.
 func Verify(secret, header string, payload []byte, now time.Time) error {
+	if len(header) > signatureBytesMax {
+		return ErrSignature
+	}
 	var ts string
 	var sigs [][]byte
 	for part := range strings.SplitSeq(header, ",") {
@@ -56,7 +67,7 @@ func Verify(secret, header string, payload []byte, now time.Time) error {
 			ts = v
 		case "v1":
 			b, err := hex.DecodeString(v)
-			if err != nil {
+			if err != nil || len(sigs) == signaturesMax {
 				return ErrSignature
 			}
 			sigs = append(sigs, b)
@@ -66,8 +77,9 @@ func Verify(secret, header string, payload []byte, now time.Time) error {
 	if err != nil || len(sigs) == 0 {
 		return ErrSignature
 	}
-	if skew := now.Unix() - unix; skew > signatureToleranceSec || skew < -signatureToleranceSec {
-		return fmt.Errorf("%w: timestamp %d is %ds from now", ErrSignature, unix, skew)
+	// Compared without subtracting, which could overflow for a forged t.
+	if at := now.Unix(); unix < at-signatureToleranceSec || unix > at+signatureToleranceSec {
+		return fmt.Errorf("%w: timestamp %d is more than %ds from %d", ErrSignature, unix, signatureToleranceSec, at)
 	}
 	want := mac(secret, ts, payload)
 	for _, s := range sigs {
@@ -78,8 +90,13 @@ func Verify(secret, header string, payload []byte, now time.Time) error {
 	return ErrSignature
 }
 
-// ebankSignedParams are the online-banking link's parameters covered by sig.
-var ebankSignedParams = []string{"amount", "callback_url", "expires", "request_id", "return_url"}
+// ebankSignedParams are the online-banking link's parameters covered by
+// sig, in name order.
+var ebankSignedParams = [...]string{"amount", "callback_url", "expires", "request_id", "return_url"}
+
+// EbankSignedParams returns the names of the online-banking link's
+// parameters that sig covers, in name order.
+func EbankSignedParams() []string { return append([]string(nil), ebankSignedParams[:]...) }
 
 // SignEbankQuery returns the sig parameter of an online-banking link: hex
 // HMAC-SHA256(secret, canonical), canonical being q's signed parameters
@@ -101,8 +118,8 @@ func ebankCanonical(q url.Values) string {
 	return c.Encode()
 }
 
-// verifyEbankQuery reports whether q carries a valid sig.
-func verifyEbankQuery(secret string, q url.Values) bool {
+// VerifyEbankQuery reports whether q carries a valid sig.
+func VerifyEbankQuery(secret string, q url.Values) bool {
 	got, err := hex.DecodeString(q.Get("sig"))
 	if err != nil {
 		return false
