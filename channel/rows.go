@@ -127,6 +127,11 @@ func insertTxn(ctx context.Context, q ledger.Querier, t *BankTxn) error {
 // and stage read under the row's lock, so a change made without that lock
 // fails the op instead of being overwritten.
 func saveTxn(ctx context.Context, q ledger.Querier, old, t *BankTxn) error {
+	if old.Status.Final() && t.Status != old.Status {
+		// Exactly one outcome per bank transaction: a change that turns a
+		// SUCCESS into a FAILED (or back) would credit or refund twice.
+		panic(fmt.Sprintf("channel: %s would leave final status %s for %s", t.TxnID, old.Status, t.Status))
+	}
 	n, err := q.Exec(ctx, `UPDATE bank_txns SET status = ?, stage = ?, attempts = ?, next_at = ?, deadline = ?,
 		reason = ?, bank_txn_id = ?, resolved_by = ?, updated_at = ?, settled_at = ?
 		WHERE txn_id = ? AND status = ? AND stage = ?`,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"zhifu"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/trade"
@@ -78,7 +79,10 @@ func (s *Service) Topup(ctx context.Context, u *identity.User, p TopupParams) (t
 			return nil, false, err
 		}
 		if existing != nil {
-			return s.sameTopup(existing, p)
+			t, _, err := s.sameTopup(existing, p)
+			// A request recovering its lost answer (idempotency.Recovering)
+			// finds the top-up it made itself.
+			return t, err == nil && idempotency.Recovering(ctx), err
 		}
 	}
 	var card *Card

@@ -37,7 +37,7 @@ func (s *Server) channelRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/withdrawals/{withdrawal_id}", s.user(s.handleGetWithdrawal))
 	mux.HandleFunc("GET /v1/channels", s.api(s.handleChannels))
 	mux.HandleFunc("GET /v1/announcements", s.api(s.handleAnnouncements))
-	mux.HandleFunc("POST /v1/admin/announcements", s.admin(s.handleCreateAnnouncement))
+	mux.HandleFunc("POST /v1/admin/announcements", s.admin(once(s.handleCreateAnnouncement)))
 	mux.HandleFunc("GET /v1/admin/channels/overdue", s.admin(s.handleOverdue))
 	mux.HandleFunc("POST /v1/channels/{bank}/callback", s.api(s.handleBankCallback))
 	mux.HandleFunc("GET /v1/channels/{bank}/return", s.handleEbankReturn)
