@@ -164,6 +164,9 @@ type createOperatorOp struct {
 
 func (o *createOperatorOp) Keys() []string { return []string{"operator-login:" + o.o.Login} }
 
+// Applied says whether the operator was created (ledger.Applier).
+func (o *createOperatorOp) Applied() bool { return !o.taken }
+
 func (o *createOperatorOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
 	o.taken, o.o.OperatorID = false, ""
 	return nil, nil

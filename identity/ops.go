@@ -25,6 +25,9 @@ type createUserOp struct {
 
 func (o *createUserOp) Keys() []string { return []string{"login:" + o.login} }
 
+// Applied says whether the user was created (ledger.Applier).
+func (o *createUserOp) Applied() bool { return !o.taken }
+
 func (o *createUserOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
 	o.user, o.taken = User{}, false
 	return nil, nil
