@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -260,6 +261,34 @@ const accountColumns = `id, ledger, code, flags, debits_pending, debits_posted, 
 
 const transferColumns = `id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags, user_data, ts, debit_balance, credit_balance`
 
+// The per-batch lookups probe the index once per id: each id of the
+// unnested array is looked up by a LATERAL subquery with LIMIT 1 (ids are
+// unique, so the limit changes nothing but the plan), which PostgreSQL
+// cannot flatten into a hash join over the whole table. "= ANY($1)", and a
+// plain join against the array too, let the planner, which sees the
+// array's length in a custom plan, choose a sequential scan once a batch
+// names a few thousand ids: the defect that made a batch of 3,000
+// transfers take seconds once 300,000 were stored. The lateral form stays
+// on the index whatever the batch's size and the table's;
+// TestBatchLookupsUseIndexes checks the plans.
+const (
+	lookupAccountsSQL = `SELECT a.id, a.ledger, a.code, a.flags, a.debits_pending, a.debits_posted,
+		a.credits_pending, a.credits_posted, a.ts
+		FROM unnest($1::bigint[]) AS v(id)
+		CROSS JOIN LATERAL (SELECT * FROM accounts WHERE id = v.id LIMIT 1) a`
+	lockAccountsSQL = `SELECT a.id, a.ledger, a.code, a.flags, a.debits_pending, a.debits_posted,
+		a.credits_pending, a.credits_posted, a.ts
+		FROM unnest($1::bigint[]) WITH ORDINALITY AS v(id, n)
+		CROSS JOIN LATERAL (SELECT * FROM accounts WHERE id = v.id LIMIT 1 FOR UPDATE) a ORDER BY v.n`
+	lookupTransfersSQL = `SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.pending_id, t.ledger,
+		t.code, t.flags, t.user_data, t.ts, t.debit_balance, t.credit_balance
+		FROM unnest($1::text[]) AS v(id)
+		CROSS JOIN LATERAL (SELECT * FROM transfers WHERE id = v.id LIMIT 1) t`
+	lookupResolutionsSQL = `SELECT t.pending_id, t.flags
+		FROM unnest($1::text[]) AS v(id)
+		CROSS JOIN LATERAL (SELECT pending_id, flags FROM transfers WHERE pending_id = v.id LIMIT 1) t`
+)
+
 func scanAccounts(rows pgx.Rows) ([]ledger.Account, error) {
 	defer rows.Close()
 	var out []ledger.Account
@@ -315,9 +344,12 @@ func lookupAccounts(ctx context.Context, q queryer, ids []int64, lock bool) ([]l
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	sql := `SELECT ` + accountColumns + ` FROM accounts WHERE id = ANY($1) ORDER BY id`
+	// Ascending and unique: rows are locked in array order, and every
+	// process locking in one order is what keeps them from deadlocking.
+	ids = sortedUniqueInts(ids)
+	sql := lookupAccountsSQL + ` ORDER BY a.id`
 	if lock {
-		sql += ` FOR UPDATE`
+		sql = lockAccountsSQL
 	}
 	rows, err := q.Query(ctx, sql, ids)
 	if err != nil {
@@ -334,7 +366,7 @@ func lookupTransfers(ctx context.Context, q queryer, ids []string) ([]ledger.Tra
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT `+transferColumns+` FROM transfers WHERE id = ANY($1)`, ids)
+	rows, err := q.Query(ctx, lookupTransfersSQL, uniqueStrings(ids))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load transfers: %w", err)
 	}
@@ -343,6 +375,30 @@ func lookupTransfers(ctx context.Context, q queryer, ids []string) ([]ledger.Tra
 		return nil, fmt.Errorf("postgres: load transfers: %w", err)
 	}
 	return out, nil
+}
+
+// sortedUniqueInts and uniqueStrings drop repeated ids, which the joins against
+// the array would otherwise answer once per repeat; ids usually come sorted
+// and unique, and are then returned as they are.
+func sortedUniqueInts(ids []int64) []int64 {
+	if slices.IsSorted(ids) && len(slices.Compact(slices.Clone(ids))) == len(ids) {
+		return ids
+	}
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func uniqueStrings(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // LookupAccounts reads committed accounts by id, in ascending id order.

@@ -32,7 +32,7 @@ func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map
 	if len(pendingIDs) == 0 {
 		return out, nil
 	}
-	rows, err := w.tx.Query(ctx, `SELECT pending_id, flags FROM transfers WHERE pending_id = ANY($1)`, pendingIDs)
+	rows, err := w.tx.Query(ctx, lookupResolutionsSQL, pendingIDs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load resolutions: %w", err)
 	}
