@@ -45,6 +45,8 @@ Usage:
 
 	zhifu serve [flags]     run the HTTP API (with simulated banks in-process by default)
 	zhifu banksim [flags]   run the simulated banks alone, for "zhifu serve --banks-url"
+	zhifu bench prepare|ledger [flags]
+	                        write a large ledger history, and measure the ledger on it
 
 Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 `
@@ -61,6 +63,10 @@ func main() {
 		m.Close()
 		fmt.Fprintln(os.Stderr, "zhifu:", err)
 		os.Exit(1)
+	}
+	if m.finished {
+		m.Close()
+		return
 	}
 	<-ctx.Done()
 	// A second signal now kills the process at once, for an operator who
@@ -123,9 +129,14 @@ type Main struct {
 	bankSecrets map[string]string
 	banksURL    string
 
-	// command is the subcommand ParseFlags read: "serve" or "banksim".
+	// command is the subcommand ParseFlags read: "serve", "banksim" or
+	// "bench".
 	command string
-	sim     simFlags
+	// finished is set by a command that is done once Run returns, rather
+	// than serving until a signal.
+	finished bool
+	bench    benchConfig
+	sim      simFlags
 
 	// Tests adjust the channels' and the in-process banks' configuration
 	// here before Run builds them.
@@ -208,6 +219,9 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 	case "banksim":
 		m.command = "banksim"
 		return m.parseBanksimFlags(args[1:])
+	case "bench":
+		m.command = "bench"
+		return m.parseBenchFlags(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return flag.ErrHelp
@@ -225,8 +239,12 @@ func (m *Main) ParseFlags(ctx context.Context, args []string) error {
 // once the server listens, so a start that fails leaves the data folder as
 // it found it, but for the lock file, and prints no token.
 func (m *Main) Run(ctx context.Context) error {
-	if m.command == "banksim" {
+	switch m.command {
+	case "banksim":
 		return m.runBanksim(ctx)
+	case "bench":
+		m.finished = true
+		return m.runBench(ctx)
 	}
 	if m.BanksURL != "" && m.banksSecrets == "" {
 		return errBanksSecretsRequired
