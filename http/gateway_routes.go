@@ -8,11 +8,14 @@ import (
 	"zhifu/gateway"
 )
 
+// gatewayPath is the Alipay-compatible gateway's one endpoint.
+const gatewayPath = "/gateway.do"
+
 // gatewayRoutes registers the Alipay-compatible gateway, the signed bill
 // download links it hands out, and the cashier page its QR codes open.
 func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("GET /gateway.do", s.handleGateway)
-	mux.HandleFunc("POST /gateway.do", s.handleGateway)
+	mux.HandleFunc("GET "+gatewayPath, s.handleGateway)
+	mux.HandleFunc("POST "+gatewayPath, s.handleGateway)
 	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
 	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
 	mux.HandleFunc("POST /cashier/{trade_no}", s.handleCashierPay)

@@ -115,10 +115,11 @@ func (s *Server) instrument(next nethttp.Handler) nethttp.Handler {
 		// also closes the connection instead of reading the rest.
 		r.Body = nethttp.MaxBytesReader(w, r.Body, bodyBytesMax)
 		sw := &statusWriter{ResponseWriter: w}
-		if r.ContentLength > bodyBytesMax {
+		if r.ContentLength > bodyBytesMax && r.URL.Path != gatewayPath {
 			// Refused on its declared length, before anyone reads it or
 			// checks who sent it; the connection closes rather than read
-			// the rest.
+			// the rest. The Alipay-compatible gateway refuses in Alipay's
+			// own signed format instead, after the same bounded read.
 			sw.Header().Set("Connection", "close")
 			s.writeError(sw, r, zhifu.Errorf(zhifu.RequestTooLarge, "request body is larger than %d bytes", bodyBytesMax))
 		} else {
