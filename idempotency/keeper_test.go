@@ -12,35 +12,19 @@ import (
 	"zhifu"
 	"zhifu/idempotency"
 	"zhifu/internal/testdb"
+	"zhifu/internal/testkit"
 	"zhifu/ledger"
 )
-
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // node is one process's view of a store: its batcher and its keeper.
 type node struct {
 	st      ledger.Store
 	batcher *ledger.Batcher
 	keeper  *idempotency.Keeper
-	clock   *testClock
+	clock   *testkit.Clock
 }
 
-func newNode(t *testing.T, st ledger.Store, clock *testClock) *node {
+func newNode(t *testing.T, st ledger.Store, clock *testkit.Clock) *node {
 	t.Helper()
 	b := ledger.NewBatcher(st, clock.Now)
 	k := idempotency.New(idempotency.Config{Batcher: b, Reader: st.Reader(), Clock: clock})
@@ -128,7 +112,7 @@ func wantCode(t *testing.T, err error, code string) {
 // that closes commits its riders.
 func settle(n *node) { n.stop() }
 
-func clock0() *testClock { return &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+func clock0() *testkit.Clock { return testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 func TestReplayAndReuse(t *testing.T) {
 	backends(t, func(t *testing.T, open func() ledger.Store) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -132,14 +131,5 @@ func runPayments(b *testing.B, codes []string, pay func(seq int64, code string) 
 			b.Fatal(err)
 		}
 	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "payments/s")
-	b.ReportMetric(ms(0.50), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op")
+	reportRate(b, "payments/s", lat, elapsed)
 }

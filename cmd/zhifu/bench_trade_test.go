@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,14 +239,5 @@ func (tb *tradeBench) run(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "trades/s")
-	b.ReportMetric(ms(0.50), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op") // the pair latency above is the figure that means something
+	reportRate(b, "trades/s", lat, elapsed)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,14 +78,5 @@ func benchTransfers(b *testing.B, backend string, keyed bool) {
 			b.Fatal(err)
 		}
 	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "transfers/s")
-	b.ReportMetric(ms(0.50), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op")
+	reportRate(b, "transfers/s", lat, elapsed)
 }

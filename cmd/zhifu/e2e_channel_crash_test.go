@@ -325,21 +325,28 @@ func (r *crashRig) startBanks(t *testing.T) {
 	r.banks, r.banksURL = c, c.url
 }
 
-// serve starts "zhifu serve" on the rig's port and data. The port was free
-// when picked; should another socket hold it for a moment, it tries again.
+// serve starts "zhifu serve" on the rig's port and data.
 func (r *crashRig) serve(t *testing.T) {
+	t.Helper()
+	c := serveOn(t, r.addr, "--data", r.dir, "--db", "sqlite://"+r.db,
+		"--admin-token", r.adminToken, "--banks-url", r.banksURL, "--banks-secrets", crashSecrets)
+	r.logs = append(r.logs, c.log)
+	r.p = c
+}
+
+// serveOn starts "zhifu serve" listening on addr, a port picked free once
+// and used again on every restart. Should another socket hold it for a
+// moment, it tries again.
+func serveOn(t *testing.T, addr string, args ...string) *child {
 	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		c, err := startChild(t, listeningRE, "serve", "--addr", r.addr, "--data", r.dir, "--db", "sqlite://"+r.db,
-			"--admin-token", r.adminToken, "--banks-url", r.banksURL, "--banks-secrets", crashSecrets)
-		r.logs = append(r.logs, c.log)
+		c, err := startChild(t, listeningRE, append([]string{"serve", "--addr", addr}, args...)...)
 		if err == nil {
-			if c.url != "http://"+r.addr {
-				t.Fatalf("zhifu serve listens at %s, want http://%s", c.url, r.addr)
+			if c.url != "http://"+addr {
+				t.Fatalf("zhifu serve listens at %s, want http://%s", c.url, addr)
 			}
-			r.p = c
-			return
+			return c
 		}
 		if !strings.Contains(c.log.String(), "address already in use") || time.Now().After(deadline) {
 			t.Fatalf("zhifu serve: %v\n%s", err, c.log.String())

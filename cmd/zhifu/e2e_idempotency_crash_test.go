@@ -45,22 +45,11 @@ type idemRig struct {
 
 func (r *idemRig) serve() {
 	r.t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		c, err := startChild(r.t, listeningRE, "serve", "--addr", r.addr, "--data", r.dir, "--db", r.db,
-			"--admin-token", r.token)
-		r.logs = append(r.logs, c.log)
-		if err == nil {
-			r.p = c
-			r.restarts.Add(1)
-			r.up.Store(true)
-			return
-		}
-		if !strings.Contains(c.log.String(), "address already in use") || time.Now().After(deadline) {
-			r.t.Fatalf("zhifu serve: %v\n%s", err, c.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	c := serveOn(r.t, r.addr, "--data", r.dir, "--db", r.db, "--admin-token", r.token)
+	r.logs = append(r.logs, c.log)
+	r.p = c
+	r.restarts.Add(1)
+	r.up.Store(true)
 }
 
 func (r *idemRig) kill() {
