@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/egress"
 	"zhifu/ledger"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	Batcher *ledger.Batcher
 	Clock   zhifu.Clock
 	Logger  *slog.Logger
+	// Egress judges a merchant's notify_url (nil: only the internet is
+	// admitted); the notify worker checks it again when it connects.
+	Egress *egress.Guard
 }
 
 // Service manages users, sessions and merchants.

@@ -10,16 +10,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"zhifu/ledger"
+	"zhifu/notify"
 )
 
 // Bounds on what a merchant is created with.
 const (
-	notifyURLLenMax = 1024
 	// appKeyTextLenMax bounds the public key text we parse; a 4096-bit key
 	// in PEM is under 1 KiB.
 	appKeyTextLenMax = 8 << 10
@@ -36,7 +35,7 @@ func (s *Service) CreateMerchant(ctx context.Context, name, userID, notifyURL, a
 	if err := checkName(name, "name"); err != nil {
 		return nil, "", err
 	}
-	if err := checkNotifyURL(notifyURL); err != nil {
+	if err := notify.CheckURL(s.cfg.Egress, notifyURL); err != nil {
 		return nil, "", err
 	}
 	key, err := normalizeAppPublicKey(appPublicKey)
@@ -106,22 +105,6 @@ func (s *Service) merchantBy(ctx context.Context, c *cache[string, Merchant], co
 func (s *Service) cacheMerchant(m Merchant, now time.Time) {
 	s.merchants.put(m.MerchantID, m, now.Add(recordCacheTTL), now)
 	s.apps.put(m.AppID, m, now.Add(recordCacheTTL), now)
-}
-
-// checkNotifyURL accepts "" or an absolute http or https URL.
-func checkNotifyURL(raw string) error {
-	if raw == "" {
-		return nil
-	}
-	bad := invalid("notify_url", fmt.Sprintf("notify_url must be an absolute http or https URL of at most %d characters", notifyURLLenMax))
-	if len(raw) > notifyURLLenMax || strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return bad
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return bad
-	}
-	return nil
 }
 
 // normalizeAppPublicKey accepts a merchant's RSA public key as PEM ("PUBLIC

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"zhifu/egress"
 	"zhifu/ledger"
 )
 
@@ -30,8 +31,8 @@ var errNoSigner = errors.New("alipay signer not configured")
 // attempt delivers one claimed row and records the outcome.
 func (w *Worker) attempt(ctx context.Context, r row) Outcome {
 	start := time.Now()
-	ok, errText, secrets := w.deliver(ctx, r)
-	a := Attempt{NotifyID: r.NotifyID, MerchantID: r.MerchantID, Number: r.attempts + 1, Err: errText}
+	ok, refused, errText, secrets := w.deliver(ctx, r)
+	a := Attempt{NotifyID: r.NotifyID, MerchantID: r.MerchantID, Number: r.attempts + 1, Err: errText, Refused: refused}
 	// The outcome is written even when ctx has ended: a delivered
 	// notification must not be sent again because the worker was stopping.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
@@ -64,8 +65,10 @@ func (w *Worker) attempt(ctx context.Context, r row) Outcome {
 
 func (w *Worker) logAttempt(ctx context.Context, a Attempt) {
 	level := slog.LevelInfo
-	switch a.Outcome {
-	case Failed, LostLease:
+	switch {
+	case a.Outcome == Failed, a.Outcome == LostLease, a.Refused:
+		// A refused destination is the merchant's doing, or an attack:
+		// operators should see it.
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
@@ -134,33 +137,37 @@ func (w *Worker) recordInterrupted(ctx context.Context, r row) (Outcome, error) 
 	return Interrupted, nil
 }
 
-// deliver makes one call. It returns whether the merchant accepted it and,
-// if not, why, cleaned for storage; secrets are the strings (key, signature)
-// that must not appear in logs.
-func (w *Worker) deliver(ctx context.Context, r row) (ok bool, errText string, secrets []string) {
+// deliver makes one call. It returns whether the merchant accepted it, or
+// whether the guard refused the destination before connecting, and, if
+// not accepted, why, cleaned for storage; secrets are the strings (key,
+// signature) that must not appear in logs.
+func (w *Worker) deliver(ctx context.Context, r row) (ok, refused bool, errText string, secrets []string) {
 	ctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
 	req, secrets, err := w.request(ctx, r)
 	if err != nil {
-		return false, clean(err.Error(), secrets...), secrets
+		return false, false, clean(err.Error(), secrets...), secrets
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return false, clean(transportError(err), secrets...), secrets
+		if rf, isRefusal := egress.IsRefusal(err); isRefusal {
+			return false, true, clean("notify_url "+rf.Error()+": not connected", secrets...), secrets
+		}
+		return false, false, clean(transportError(err), secrets...), secrets
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
 	if err != nil {
-		return false, clean("read answer: "+transportError(err), secrets...), secrets
+		return false, false, clean("read answer: "+transportError(err), secrets...), secrets
 	}
 	if accepted(r.Format, resp.StatusCode, body) {
-		return true, "", secrets
+		return true, false, "", secrets
 	}
 	msg := "http " + strconv.Itoa(resp.StatusCode)
 	if len(body) > 0 {
 		msg += ": " + string(body)
 	}
-	return false, clean(msg, secrets...), secrets
+	return false, false, clean(msg, secrets...), secrets
 }
 
 // accepted applies API.md's rule: a FormatZhifu notification is accepted by

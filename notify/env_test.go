@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"zhifu/egress"
 	"zhifu/ledger"
 	"zhifu/notify"
 	"zhifu/postgres"
@@ -113,10 +115,17 @@ func newEnv(t *testing.T, backend string) *env {
 	return &env{t: t, store: open(), open: open, clock: clock, logs: &syncBuffer{}}
 }
 
-// worker returns a worker on store (nil: the env's), logging into e.logs.
+// loopback admits the receivers, which listen on 127.0.0.1.
+var loopback = egress.New(egress.Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+
+// worker returns a worker on store (nil: the env's), logging into e.logs,
+// delivering through cfg.Egress or else a guard that admits loopback.
 func (e *env) worker(store ledger.Store, cfg notify.Config) *notify.Worker {
 	if store == nil {
 		store = e.store
+	}
+	if cfg.Egress == nil {
+		cfg.Egress = loopback
 	}
 	cfg.Store, cfg.Clock = store, e.clock
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -363,6 +372,13 @@ func (rc *receiver) total() int {
 		n += c
 	}
 	return n
+}
+
+// current is the number of requests in progress.
+func (rc *receiver) current() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.inFlight
 }
 
 func (rc *receiver) maxInFlight() int {

@@ -3,6 +3,18 @@
 // delivers them, signed, to the merchant's notify_url with retries spread
 // over more than 25 hours.
 //
+// A notify_url is the merchant's to choose, so every delivery goes through
+// an egress.Guard: it connects only to the addresses the platform's
+// configuration admits, judged after DNS resolution at every attempt. A
+// refused attempt is recorded and retried like a failed one, with the
+// reason in last_error, and never connects. CheckURL applies the same rule
+// when a notify_url is saved.
+//
+// A trade's notifications are numbered 1, 2, 3… in the transactions that
+// made them, and the worker starts a trade's next first attempt only after
+// the previous one's first attempt finished; retries may overtake, and the
+// sequence number tells the merchant the order.
+//
 // The worker only ever reads committed rows, so a crash at any point leaves a
 // row that says what to do next. Several zhifu processes may share one
 // database: a worker claims a row by moving its lease forward with a
@@ -17,7 +29,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	nethttp "net/http"
 	"net/url"
 	"strings"
@@ -26,6 +37,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/egress"
 	"zhifu/ledger"
 )
 
@@ -39,10 +51,17 @@ const (
 	// BatchMax bounds the rows one poll reads as candidates.
 	BatchMax = 256
 	// InFlightMax bounds the deliveries one worker makes at once.
-	InFlightMax = 64
+	InFlightMax = 128
 	// MerchantInFlightMax bounds the deliveries to one merchant at once, so
 	// a slow merchant holds at most this many slots and never all of them.
-	MerchantInFlightMax = 4
+	MerchantInFlightMax = 8
+	// DestinationInFlightMax bounds the deliveries to one destination (the
+	// host and port of a notify_url) at once, whoever's they are, so that
+	// an endpoint that hangs holds at most this many of its merchant's
+	// slots and leaves the rest to the merchant's other URLs. The
+	// per-destination counts live only while deliveries are in flight, so
+	// there are never more than InFlightMax of them.
+	DestinationInFlightMax = 4
 	// AttemptTimeout bounds one attempt: connecting, sending, and reading
 	// the answer.
 	AttemptTimeout = 10 * time.Second
@@ -114,6 +133,7 @@ type Attempt struct {
 	Number     int // 1 for the first attempt
 	Outcome    Outcome
 	Err        string    // what went wrong, as kept in last_error
+	Refused    bool      // the guard refused the destination: nothing was sent
 	Next       time.Time // when Outcome is Retry: when the next attempt is due
 	Duration   time.Duration
 }
@@ -123,10 +143,11 @@ type Config struct {
 	Store  ledger.Store
 	Clock  zhifu.Clock  // nil: the system clock
 	Logger *slog.Logger // nil: no logs
-	// Client makes the calls; nil picks one with bounded timeouts. Whatever
-	// the client, redirects are never followed: a notification goes to the
-	// URL the merchant registered and nowhere else.
-	Client *nethttp.Client
+	// Egress is the guard every delivery connects through; nil admits only
+	// the internet. The HTTP client is built on it, with a bound on every
+	// phase of a call, no proxy, and no redirects followed: a notification
+	// goes to the URL the merchant registered and nowhere else.
+	Egress *egress.Guard
 	// AlipaySigner signs a FormatAlipay notification: it receives the
 	// unsigned form fields and returns them with sign_type and sign added
 	// (RSA2 with the platform's key). Until it is set, such notifications
@@ -148,9 +169,10 @@ type Worker struct {
 	observe func(Attempt)
 	secrets secretCache
 
-	mu          sync.Mutex
-	inFlight    int
-	perMerchant map[string]int
+	mu             sync.Mutex
+	inFlight       int
+	perMerchant    map[string]int
+	perDestination map[string]int
 	// delivering holds the notify_ids this worker is delivering. If the
 	// clock jumps past a lease while its attempt is still running, the row
 	// looks free again; this keeps the worker from racing itself for it.
@@ -164,14 +186,15 @@ type Worker struct {
 // New returns a delivery worker; Run starts it.
 func New(cfg Config) *Worker {
 	w := &Worker{
-		q:           cfg.Store.Reader(),
-		clock:       cfg.Clock,
-		log:         cfg.Logger,
-		sign:        cfg.AlipaySigner,
-		observe:     cfg.Observe,
-		perMerchant: make(map[string]int),
-		delivering:  make(map[string]bool),
-		wake:        make(chan struct{}, 1),
+		q:              cfg.Store.Reader(),
+		clock:          cfg.Clock,
+		log:            cfg.Logger,
+		sign:           cfg.AlipaySigner,
+		observe:        cfg.Observe,
+		perMerchant:    make(map[string]int),
+		perDestination: make(map[string]int),
+		delivering:     make(map[string]bool),
+		wake:           make(chan struct{}, 1),
 	}
 	if w.clock == nil {
 		w.clock = zhifu.SystemClock{}
@@ -179,33 +202,30 @@ func New(cfg Config) *Worker {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Client == nil {
-		w.client = defaultClient()
-	} else {
-		c := *cfg.Client
-		w.client = &c
+	guard := cfg.Egress
+	if guard == nil {
+		guard = strict
 	}
-	w.client.CheckRedirect = func(*nethttp.Request, []*nethttp.Request) error { return nethttp.ErrUseLastResponse }
+	w.client = newClient(guard)
 	return w
 }
 
-// defaultClient has a bound on every phase of a call, and keeps a few idle
-// connections per merchant for the next notification.
-func defaultClient() *nethttp.Client {
+// newClient connects only through guard, has a bound on every phase of a
+// call, never follows a redirect, and keeps a few idle connections per
+// destination for the next notification.
+func newClient(guard *egress.Guard) *nethttp.Client {
+	tr := guard.Transport(dialTimeout)
+	tr.TLSHandshakeTimeout = tlsTimeout
+	tr.ResponseHeaderTimeout = AttemptTimeout
+	tr.ExpectContinueTimeout = time.Second
+	tr.MaxIdleConns = InFlightMax
+	tr.MaxIdleConnsPerHost = DestinationInFlightMax
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.MaxResponseHeaderBytes = responseHeaderBytesMax
 	return &nethttp.Client{
-		Timeout: AttemptTimeout,
-		Transport: &nethttp.Transport{
-			Proxy:                  nethttp.ProxyFromEnvironment,
-			DialContext:            (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:    tlsTimeout,
-			ResponseHeaderTimeout:  AttemptTimeout,
-			ExpectContinueTimeout:  time.Second,
-			MaxIdleConns:           InFlightMax,
-			MaxIdleConnsPerHost:    MerchantInFlightMax,
-			IdleConnTimeout:        90 * time.Second,
-			MaxResponseHeaderBytes: responseHeaderBytesMax,
-			ForceAttemptHTTP2:      true,
-		},
+		Timeout:       AttemptTimeout,
+		Transport:     tr,
+		CheckRedirect: func(*nethttp.Request, []*nethttp.Request) error { return nethttp.ErrUseLastResponse },
 	}
 }
 
@@ -255,25 +275,26 @@ func (w *Worker) Pending(ctx context.Context) (int, error) {
 // row is one claimed notification.
 type row struct {
 	Message
-	attempts   int   // attempts made before this one
-	leaseUntil int64 // the lease as read, then as claimed
+	destination string
+	attempts    int   // attempts made before this one
+	leaseUntil  int64 // the lease as read, then as claimed
 }
 
 // dispatch claims due rows while delivery slots are free and starts a
 // delivery for each. delivered, if not nil, counts accepted deliveries.
 func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, delivered *atomic.Int64) (claimed int, err error) {
 	now := w.clock.Now()
-	busy, free := w.capacity()
+	busy, busyDest, free := w.capacity()
 	if free == 0 {
 		return 0, nil
 	}
-	rows, err := w.candidates(ctx, now, busy)
+	rows, err := w.candidates(ctx, now, busy, busyDest)
 	if err != nil {
 		return 0, err
 	}
 	lease := now.Add(LeaseDuration).UnixNano()
 	for _, r := range rows {
-		if !w.reserve(r.MerchantID, r.NotifyID) {
+		if !w.reserve(r) {
 			if w.full() {
 				break
 			}
@@ -285,7 +306,7 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, delivered *at
 			WHERE notify_id = ? AND status = 'pending' AND attempts = ? AND lease_until = ? AND next_attempt_at <= ?`,
 			lease, r.NotifyID, r.attempts, r.leaseUntil, now.UnixNano())
 		if err != nil || n == 0 {
-			w.release(r.MerchantID, r.NotifyID)
+			w.release(r)
 			if err != nil {
 				return claimed, fmt.Errorf("notify: claim: %w", err)
 			}
@@ -299,7 +320,7 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, delivered *at
 			if w.attempt(ctx, r) == Delivered && delivered != nil {
 				delivered.Add(1)
 			}
-			w.release(r.MerchantID, r.NotifyID)
+			w.release(r)
 			select {
 			case w.wake <- struct{}{}:
 			default:
@@ -310,21 +331,34 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, delivered *at
 }
 
 // candidates reads due, unleased rows, oldest first, leaving out merchants
-// that already have all their slots.
-func (w *Worker) candidates(ctx context.Context, now time.Time, busy []string) ([]row, error) {
+// and destinations that already have all their slots, and first attempts
+// that must wait for an earlier notification of their trade: one whose
+// first attempt has not finished (it is pending with no attempt counted,
+// whether due, leased, or interrupted and released).
+func (w *Worker) candidates(ctx context.Context, now time.Time, busy, busyDest []string) ([]row, error) {
 	var b strings.Builder
-	b.WriteString(`SELECT notify_id, merchant_id, url, format, body, attempts, lease_until FROM notifications
-		WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until <= ?`)
+	b.WriteString(`SELECT n.notify_id, n.merchant_id, n.url, n.format, n.body, n.trade_no, n.sequence, n.destination,
+		n.attempts, n.lease_until FROM notifications n
+		WHERE n.status = 'pending' AND n.next_attempt_at <= ? AND n.lease_until <= ?
+		AND (n.attempts > 0 OR n.trade_no = '' OR NOT EXISTS (SELECT 1 FROM notifications p
+			WHERE p.trade_no = n.trade_no AND p.trade_no <> '' AND p.sequence < n.sequence
+			AND p.status = 'pending' AND p.attempts = 0))`)
 	args := []any{now.UnixNano(), now.UnixNano()}
-	if len(busy) > 0 {
-		b.WriteString(` AND merchant_id NOT IN (?`)
-		b.WriteString(strings.Repeat(`, ?`, len(busy)-1))
+	for _, ex := range []struct {
+		column string
+		values []string
+	}{{"n.merchant_id", busy}, {"n.destination", busyDest}} {
+		if len(ex.values) == 0 {
+			continue
+		}
+		b.WriteString(` AND ` + ex.column + ` NOT IN (?`)
+		b.WriteString(strings.Repeat(`, ?`, len(ex.values)-1))
 		b.WriteString(`)`)
-		for _, m := range busy {
-			args = append(args, m)
+		for _, v := range ex.values {
+			args = append(args, v)
 		}
 	}
-	b.WriteString(` ORDER BY next_attempt_at LIMIT ?`)
+	b.WriteString(` ORDER BY n.next_attempt_at LIMIT ?`)
 	args = append(args, BatchMax)
 	rs, err := w.q.Query(ctx, b.String(), args...)
 	if err != nil {
@@ -335,10 +369,15 @@ func (w *Worker) candidates(ctx context.Context, now time.Time, busy []string) (
 	for rs.Next() {
 		var r row
 		var attempts int64
-		if err := rs.Scan(&r.NotifyID, &r.MerchantID, &r.URL, &r.Format, &r.Body, &attempts, &r.leaseUntil); err != nil {
+		if err := rs.Scan(&r.NotifyID, &r.MerchantID, &r.URL, &r.Format, &r.Body, &r.TradeNo, &r.Sequence,
+			&r.destination, &attempts, &r.leaseUntil); err != nil {
 			return nil, fmt.Errorf("notify: due rows: %w", err)
 		}
 		r.attempts = int(attempts)
+		if r.destination == "" {
+			// A row from before destinations were recorded.
+			r.destination = destination(r.URL)
+		}
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
@@ -347,9 +386,9 @@ func (w *Worker) candidates(ctx context.Context, now time.Time, busy []string) (
 	return out, nil
 }
 
-// capacity returns the merchants whose slots are all taken and the number
-// of free slots overall.
-func (w *Worker) capacity() (busy []string, free int) {
+// capacity returns the merchants and the destinations whose slots are all
+// taken and the number of free slots overall.
+func (w *Worker) capacity() (busy, busyDest []string, free int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for m, n := range w.perMerchant {
@@ -357,34 +396,45 @@ func (w *Worker) capacity() (busy []string, free int) {
 			busy = append(busy, m)
 		}
 	}
-	return busy, InFlightMax - w.inFlight
+	for d, n := range w.perDestination {
+		if n >= DestinationInFlightMax {
+			busyDest = append(busyDest, d)
+		}
+	}
+	return busy, busyDest, InFlightMax - w.inFlight
 }
 
-// reserve takes a slot to deliver notification id to merchant m, if both
-// bounds allow it and the worker is not delivering id already.
-func (w *Worker) reserve(m, id string) bool {
+// reserve takes a slot to deliver r, if the bounds of the worker, of its
+// merchant and of its destination allow it and the worker is not
+// delivering it already.
+func (w *Worker) reserve(r row) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.inFlight >= InFlightMax || w.perMerchant[m] >= MerchantInFlightMax || w.delivering[id] {
+	if w.inFlight >= InFlightMax || w.perMerchant[r.MerchantID] >= MerchantInFlightMax ||
+		w.perDestination[r.destination] >= DestinationInFlightMax || w.delivering[r.NotifyID] {
 		return false
 	}
 	w.inFlight++
-	w.perMerchant[m]++
-	w.delivering[id] = true
+	w.perMerchant[r.MerchantID]++
+	w.perDestination[r.destination]++
+	w.delivering[r.NotifyID] = true
 	return true
 }
 
-func (w *Worker) release(m, id string) {
+func (w *Worker) release(r row) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.inFlight <= 0 || w.perMerchant[m] <= 0 || !w.delivering[id] {
+	if w.inFlight <= 0 || w.perMerchant[r.MerchantID] <= 0 || w.perDestination[r.destination] <= 0 || !w.delivering[r.NotifyID] {
 		panic("notify: released a delivery slot that was not taken")
 	}
 	w.inFlight--
-	if w.perMerchant[m]--; w.perMerchant[m] == 0 {
-		delete(w.perMerchant, m)
+	if w.perMerchant[r.MerchantID]--; w.perMerchant[r.MerchantID] == 0 {
+		delete(w.perMerchant, r.MerchantID)
 	}
-	delete(w.delivering, id)
+	if w.perDestination[r.destination]--; w.perDestination[r.destination] == 0 {
+		delete(w.perDestination, r.destination)
+	}
+	delete(w.delivering, r.NotifyID)
 }
 
 func (w *Worker) full() bool {

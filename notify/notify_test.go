@@ -185,46 +185,157 @@ func TestGivesUpAfterSchedule(t *testing.T) {
 	})
 }
 
-// While one merchant's endpoint hangs, holding all of its slots, another
-// merchant's notifications still go out.
+// While one merchant's endpoints hang, holding all of its slots, another
+// merchant's notifications still go out; the hanging merchant holds no
+// more than MerchantInFlightMax slots, and none of its endpoints more than
+// DestinationInFlightMax.
 func TestSlowMerchantDoesNotDelayOthers(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		e.merchant("m0000000001", secret)
 		e.merchant("m0000000002", secret+"2")
-		slow := newReceiver(t, secret, e.clock)
-		slow.block = make(chan struct{})
+		var slow []*receiver
+		for range 3 {
+			rc := newReceiver(t, secret, e.clock)
+			rc.block = make(chan struct{})
+			slow = append(slow, rc)
+		}
+		shareArrivals(slow...)
 		fast := newReceiver(t, secret+"2", e.clock)
 		obs := newObserver()
 		w := e.worker(nil, notify.Config{Observe: obs.observe})
-		const slowCount = 3 * notify.MerchantInFlightMax
-		for i := range slowCount {
-			e.enqueue(fmt.Sprintf("S%02d", i), "m0000000001", slow.URL())
+		const perURL = 2 * notify.DestinationInFlightMax
+		for i := range perURL {
+			for j, rc := range slow {
+				e.enqueue(fmt.Sprintf("S%d-%02d", j, i), "m0000000001", rc.URL())
+			}
 		}
 		e.run(w)
-		slow.waitArrivals(notify.MerchantInFlightMax)
+		waitAll(t, notify.MerchantInFlightMax, slow...)
 
 		e.enqueue("F1", "m0000000002", fast.URL())
 		l := obs.waitFor(t, "the fast merchant's delivery", func(l []notify.Attempt) bool {
 			return count(l, notify.Delivered, func(id string) bool { return id == "F1" }) == 1
 		})
-		if got := slow.maxInFlight(); got != notify.MerchantInFlightMax {
-			t.Errorf("slow merchant had %d requests at once, want %d", got, notify.MerchantInFlightMax)
+		held := 0
+		for i, rc := range slow {
+			held += rc.current()
+			if got := rc.maxInFlight(); got > notify.DestinationInFlightMax {
+				t.Errorf("slow endpoint %d had %d requests at once, want at most %d", i, got, notify.DestinationInFlightMax)
+			}
+		}
+		if held != notify.MerchantInFlightMax {
+			t.Errorf("the slow merchant holds %d requests, want %d", held, notify.MerchantInFlightMax)
 		}
 		if got := count(l, notify.Delivered, nil); got != 1 {
 			t.Errorf("%d delivered while the slow merchant hangs, want only F1", got)
 		}
 
-		slow.unblock()
-		obs.waitFor(t, "every notification", func(l []notify.Attempt) bool {
-			return count(l, notify.Delivered, nil) == slowCount+1
-		})
-		if got := slow.maxInFlight(); got > notify.MerchantInFlightMax {
-			t.Errorf("slow merchant had %d requests at once, want at most %d", got, notify.MerchantInFlightMax)
+		for _, rc := range slow {
+			rc.unblock()
 		}
-		if got := slow.total(); got != slowCount {
-			t.Errorf("slow merchant got %d requests, want %d", got, slowCount)
+		obs.waitFor(t, "every notification", func(l []notify.Attempt) bool {
+			return count(l, notify.Delivered, nil) == len(slow)*perURL+1
+		})
+		for i, rc := range slow {
+			if got := rc.total(); got != perURL {
+				t.Errorf("slow endpoint %d got %d requests, want %d", i, got, perURL)
+			}
 		}
 	})
+}
+
+// One merchant's hanging endpoint holds only DestinationInFlightMax of its
+// slots: the merchant's notifications to its other URLs still go out.
+func TestHangingDestinationDoesNotDelayMerchantsOtherURLs(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		e.merchant("m0000000001", secret)
+		hanging := newReceiver(t, secret, e.clock)
+		hanging.block = make(chan struct{})
+		healthy := newReceiver(t, secret, e.clock)
+		obs := newObserver()
+		w := e.worker(nil, notify.Config{Observe: obs.observe})
+		const hangingCount = 3 * notify.DestinationInFlightMax
+		for i := range hangingCount {
+			e.enqueue(fmt.Sprintf("H%02d", i), "m0000000001", hanging.URL())
+		}
+		e.run(w)
+		hanging.waitArrivals(notify.DestinationInFlightMax)
+		for i := range notify.MerchantInFlightMax {
+			e.enqueue(fmt.Sprintf("OK%d", i), "m0000000001", healthy.URL())
+		}
+		obs.waitFor(t, "the healthy URL's deliveries", func(l []notify.Attempt) bool {
+			return count(l, notify.Delivered, func(id string) bool { return strings.HasPrefix(id, "OK") }) == notify.MerchantInFlightMax
+		})
+		if got := hanging.maxInFlight(); got != notify.DestinationInFlightMax {
+			t.Errorf("the hanging URL had %d requests at once, want %d", got, notify.DestinationInFlightMax)
+		}
+		if got := hanging.total(); got != notify.DestinationInFlightMax {
+			t.Errorf("the hanging URL got %d requests, want %d: more than its bound", got, notify.DestinationInFlightMax)
+		}
+	})
+}
+
+// Several merchants' notifications to one destination share its bound.
+func TestDestinationBoundAcrossMerchants(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	rc := newReceiver(t, secret, e.clock)
+	rc.block = make(chan struct{})
+	obs := newObserver()
+	w := e.worker(nil, notify.Config{Observe: obs.observe})
+	const merchants = 4
+	for m := range merchants {
+		id := fmt.Sprintf("m%010d", m+1)
+		e.merchant(id, secret)
+		for i := range notify.DestinationInFlightMax {
+			e.enqueue(fmt.Sprintf("N%d-%d", m, i), id, rc.URL())
+		}
+	}
+	e.run(w)
+	rc.waitArrivals(notify.DestinationInFlightMax)
+	// A pass of the worker with everything else due claims nothing more.
+	if n, err := w.RunOnce(context.Background()); err != nil || n != 0 {
+		t.Fatalf("RunOnce = %d, %v; want 0 while the destination is full", n, err)
+	}
+	if got := rc.total(); got != notify.DestinationInFlightMax {
+		t.Errorf("the destination got %d requests at once, want %d", got, notify.DestinationInFlightMax)
+	}
+	rc.unblock()
+	obs.waitFor(t, "every notification", func(l []notify.Attempt) bool {
+		return count(l, notify.Delivered, nil) == merchants*notify.DestinationInFlightMax
+	})
+	if got := rc.maxInFlight(); got > notify.DestinationInFlightMax {
+		t.Errorf("%d requests at once, want at most %d", got, notify.DestinationInFlightMax)
+	}
+}
+
+// waitAll waits until n requests in all have arrived at the receivers,
+// which must share one arrival channel (shareArrivals).
+func waitAll(t *testing.T, n int, rcs ...*receiver) {
+	t.Helper()
+	deadline := time.After(waitMax)
+	for {
+		got := 0
+		for _, rc := range rcs {
+			got += rc.total()
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-rcs[0].arrived:
+		case <-deadline:
+			t.Fatalf("waited %v for %d arrivals; %d so far", waitMax, n, got)
+		}
+	}
+}
+
+// shareArrivals makes the receivers report arrivals on one channel, before
+// any request reaches them.
+func shareArrivals(rcs ...*receiver) {
+	ch := make(chan string, 4096)
+	for _, rc := range rcs {
+		rc.arrived = ch
+	}
 }
 
 // Two workers on one database, like two processes, never deliver one

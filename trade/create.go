@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 	"unicode/utf8"
 
@@ -15,13 +14,13 @@ import (
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
+	"zhifu/notify"
 )
 
 // Limits on what a trade is created with.
 const (
 	OutNoLenMax     = 64 // out_trade_no and out_request_no
 	SubjectLenMax   = 256
-	NotifyURLLenMax = 1024
 	ShipFieldLenMax = 64 // logistics_company and tracking_no
 	ReasonLenMax    = 256
 )
@@ -65,8 +64,9 @@ func invalid(param, format string, args ...any) *zhifu.Error {
 	return &zhifu.Error{Code: zhifu.InvalidRequest, Param: param, Message: fmt.Sprintf(format, args...)}
 }
 
-// normalize checks p and fills in the defaults. The buyer's existence is
-// checked separately, against the database.
+// normalize checks p and fills in the defaults. The notify_url is judged
+// by the service's egress guard, and the buyer's existence against the
+// database, separately.
 func (p *CreateParams) normalize() error {
 	switch {
 	case !ValidOutNo(p.OutTradeNo):
@@ -91,21 +91,10 @@ func (p *CreateParams) normalize() error {
 	if p.ConfirmTimeout < ConfirmTimeoutMin || p.ConfirmTimeout > ConfirmTimeoutMax || p.ConfirmTimeout%time.Second != 0 {
 		return invalid("confirm_timeout", "confirm_timeout must be whole seconds from 1s to 90d, like \"10d\"")
 	}
-	if p.NotifyURL != "" && !validNotifyURL(p.NotifyURL) {
-		return invalid("notify_url", "notify_url must be an absolute http or https URL of at most %d bytes", NotifyURLLenMax)
-	}
 	if p.Source == "" {
 		p.Source = SourceAPI
 	}
 	return nil
-}
-
-func validNotifyURL(s string) bool {
-	if len(s) > NotifyURLLenMax {
-		return false
-	}
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
 // hash is what "the same parameters" means for a repeated out_trade_no:
@@ -126,6 +115,9 @@ func (p *CreateParams) hash() string {
 // with other parameters it is CONTEXT_INCONSISTENT.
 func (s *Service) Create(ctx context.Context, m *identity.Merchant, p CreateParams) (t *Trade, created bool, err error) {
 	if err := p.normalize(); err != nil {
+		return nil, false, err
+	}
+	if err := notify.CheckURL(s.cfg.Egress, p.NotifyURL); err != nil {
 		return nil, false, err
 	}
 	if _, ok := zhifu.ParseUserID(m.UserID); !ok {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/egress"
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
@@ -24,6 +25,10 @@ type Config struct {
 	Logger   *slog.Logger
 	Identity *identity.Service
 	Wallet   *wallet.Service
+	// Egress judges the notify_url a trade is created with (nil: only the
+	// internet is admitted); the notify worker checks it again when it
+	// connects.
+	Egress *egress.Guard
 }
 
 // Service creates and moves trades. Every change is a ledger.Op run by the
@@ -201,22 +206,27 @@ func tradeNoOf(t *Trade) string {
 }
 
 // notify writes the merchant's notification of t (and of refund r) to the
-// outbox inside the op's transaction.
+// outbox inside the op's transaction, numbered after the trade's previous
+// notification: the op holds the trade's row locked, so the numbers follow
+// the changes, without gaps.
 func (s *Service) notify(ctx context.Context, q ledger.Querier, t *Trade, r *RefundRecord, now time.Time) error {
 	if t.NotifyURL == "" {
 		return nil // nobody to tell
 	}
-	id := newNotifyID()
-	if t.Source == SourceGateway {
-		return notify.Enqueue(ctx, q, notify.Message{NotifyID: id, MerchantID: t.MerchantID, URL: t.NotifyURL,
-			Format: notify.FormatAlipay, Body: alipayNotificationBody(id, t, r, now)}, now)
-	}
-	body, err := notificationBody(id, t, r)
+	seq, err := notify.NextSequence(ctx, q, t.TradeNo)
 	if err != nil {
 		return err
 	}
-	return notify.Enqueue(ctx, q, notify.Message{NotifyID: id, MerchantID: t.MerchantID, URL: t.NotifyURL,
-		Format: notify.FormatZhifu, Body: body}, now)
+	msg := notify.Message{NotifyID: newNotifyID(), MerchantID: t.MerchantID, URL: t.NotifyURL, TradeNo: t.TradeNo, Sequence: seq}
+	if t.Source == SourceGateway {
+		msg.Format, msg.Body = notify.FormatAlipay, alipayNotificationBody(msg.NotifyID, t, r, now)
+	} else {
+		msg.Format = notify.FormatZhifu
+		if msg.Body, err = notificationBody(msg.NotifyID, t, r, now, seq); err != nil {
+			return err
+		}
+	}
+	return notify.Enqueue(ctx, q, msg, now)
 }
 
 // checkTradeNo refuses a malformed trade_no as not found, without asking

@@ -119,16 +119,20 @@ func optString(s string) *string {
 const NotifyType = "trade_status_sync"
 
 // notification is the body API.md gives for a merchant notification. A
-// refund's notification also carries the refund, an extension.
+// refund's notification also carries the refund, an extension; so are
+// event_time, when the change happened, and sequence, the trade's
+// notifications numbered 1, 2, 3… in the order of its changes.
 type notification struct {
 	NotifyID   string      `json:"notify_id"`
 	NotifyType string      `json:"notify_type"`
+	EventTime  string      `json:"event_time"`
+	Sequence   int64       `json:"sequence"`
 	Trade      View        `json:"trade"`
 	Refund     *RefundView `json:"refund,omitempty"`
 }
 
-func notificationBody(id string, t *Trade, r *RefundRecord) (string, error) {
-	n := notification{NotifyID: id, NotifyType: NotifyType, Trade: t.View()}
+func notificationBody(id string, t *Trade, r *RefundRecord, at time.Time, seq int64) (string, error) {
+	n := notification{NotifyID: id, NotifyType: NotifyType, EventTime: FormatTime(at), Sequence: seq, Trade: t.View()}
 	if r != nil {
 		rv := r.View()
 		n.Refund = &rv

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -62,7 +63,45 @@ func (m *Main) serveFlags() []serveFlag {
 		{"banks-scenario", "ZHIFU_BANKS_SCENARIO", "scenario file (JSON, see package banksim) for the in-process banks", &m.BanksScenario, ""},
 		{"bank-capacity", "ZHIFU_BANK_CAPACITY", "calls per second the platform allows itself at each bank: 500, or ICBC=500,CMB=300", &m.BankCapacity, ""},
 		{"public-url", "ZHIFU_PUBLIC_URL", "the platform's root URL as the banks reach it, for their callbacks (default: the listen URL)", &m.PublicURL, ""},
+		{"notify-allow-cidrs", "ZHIFU_NOTIFY_ALLOW_CIDRS", "networks merchant notifications may go to although private or loopback, such as 10.20.0.0/16,127.0.0.1/32, or none (default: loopback with SQLite, none with PostgreSQL)", &m.NotifyAllowCIDRs, ""},
 	}
+}
+
+// notifyAllowLoopback is what --notify-allow-cidrs defaults to on SQLite,
+// the embedded set-up, so that a developer receives notifications on their
+// own machine.
+var notifyAllowLoopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// notifyAllowCIDRsMax bounds the networks --notify-allow-cidrs may list.
+const notifyAllowCIDRsMax = 256
+
+// parseNotifyAllow reads --notify-allow-cidrs: CIDRs or single addresses
+// separated by commas, or "none"; empty takes the default, loopback when
+// embedded (SQLite) and nothing otherwise.
+func parseNotifyAllow(spec string, embedded bool) ([]netip.Prefix, error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "" && embedded:
+		return notifyAllowLoopback, nil
+	case spec == "" || strings.EqualFold(spec, "none"):
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for part := range strings.SplitSeq(spec, ",") {
+		part = strings.TrimSpace(part)
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("--notify-allow-cidrs: %q is not a network like 10.0.0.0/8 or an address", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if out = append(out, p.Masked()); len(out) > notifyAllowCIDRsMax {
+			return nil, fmt.Errorf("--notify-allow-cidrs: more than %d networks", notifyAllowCIDRsMax)
+		}
+	}
+	return out, nil
 }
 
 // simFlags configure "zhifu banksim".

@@ -26,6 +26,7 @@ import (
 	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
+	"zhifu/egress"
 	"zhifu/gateway"
 	zhttp "zhifu/http"
 	"zhifu/identity"
@@ -124,7 +125,11 @@ type Main struct {
 	BanksScenario string // scenario file for the in-process banks
 	BankCapacity  string // "500" for every bank, or "ICBC=500,CMB=300"
 	PublicURL     string // where banks send callbacks; default the server's URL
-	banksSecrets  string
+	// NotifyAllowCIDRs lists the networks merchant notifications may go to
+	// although private or loopback ("10.0.0.0/8,127.0.0.1/32" or "none");
+	// empty is loopback with SQLite and nothing with PostgreSQL.
+	NotifyAllowCIDRs string
+	banksSecrets     string
 	// bankSecrets and banksURL are what Run resolved them to.
 	bankSecrets map[string]string
 	banksURL    string
@@ -142,6 +147,10 @@ type Main struct {
 	// here before Run builds them.
 	ConfigureChannels func(*channel.Config)
 	ConfigureBanks    func(*banksim.Config)
+	// Tests adjust the guard of caller-supplied addresses (its resolver)
+	// and the notification worker (an observer) the same way.
+	ConfigureEgress func(*egress.Config)
+	ConfigureNotify func(*notify.Config)
 
 	// The outside world, replaceable by tests.
 	Stdout io.Writer // the one-time admin token print
@@ -150,9 +159,6 @@ type Main struct {
 	Rand   io.Reader // admin token generation
 	Clock  zhifu.Clock
 	Logger *slog.Logger
-	// HTTPClient makes outside calls (merchant notifications); nil picks a
-	// client with bounded timeouts.
-	HTTPClient *http.Client
 
 	// dataLock keeps other servers off DataDir while this one runs.
 	dataLock *dataLock
@@ -164,7 +170,9 @@ type Main struct {
 	unsaved        []unsavedSecret
 	tokenGenerated bool
 
-	store   ledger.Store
+	store ledger.Store
+	// egress guards every call to an address a caller supplied.
+	egress  *egress.Guard
 	batcher *ledger.Batcher
 	server  *zhttp.Server
 

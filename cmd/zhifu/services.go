@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,7 @@ import (
 	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
+	"zhifu/egress"
 	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/notify"
@@ -36,12 +39,16 @@ const bankCallbackTimeout = 5 * time.Second
 // platform's ledger accounts exist. Close stops the workers before the
 // batcher.
 func (m *Main) startServices() error {
-	m.Identity = identity.New(identity.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
+	if err := m.newEgress(); err != nil {
+		return err
+	}
+	m.Identity = identity.New(identity.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Egress: m.egress})
 	m.Approvals = approval.New(approval.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
 	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
-		Identity: m.Identity, Wallet: m.Wallet})
+		Identity: m.Identity, Wallet: m.Wallet, Egress: m.egress})
 	if err := m.newChannels(); err != nil {
 		return err
 	}
@@ -57,8 +64,12 @@ func (m *Main) startServices() error {
 	}
 	m.Gateway = gateway.New(gateway.Config{Trades: m.Trades, Identity: m.Identity, Keys: keys, Clock: m.Clock,
 		Logger: m.Logger, BaseURL: m.URL})
-	m.Notify = notify.New(notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Client: m.HTTPClient,
-		AlipaySigner: keys.SignNotification})
+	ncfg := notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Egress: m.egress,
+		AlipaySigner: keys.SignNotification}
+	if m.ConfigureNotify != nil {
+		m.ConfigureNotify(&ncfg)
+	}
+	m.Notify = notify.New(ncfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
 	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run, keys.Run} {
@@ -69,6 +80,66 @@ func (m *Main) startServices() error {
 		}()
 	}
 	return nil
+}
+
+// newEgress builds the guard of merchant-supplied addresses from
+// --notify-allow-cidrs, says once which networks it admits, and refuses
+// the platform's own addresses known so far: the in-process banks', and
+// the API's if --addr names its port. ownAddresses adds the API's actual
+// address once the server listens.
+func (m *Main) newEgress() error {
+	embedded := strings.HasPrefix(m.DB, "sqlite://")
+	allow, err := parseNotifyAllow(m.NotifyAllowCIDRs, embedded)
+	if err != nil {
+		return err
+	}
+	cfg := egress.Config{Allow: allow}
+	if m.ConfigureEgress != nil {
+		m.ConfigureEgress(&cfg)
+	}
+	m.egress = egress.New(cfg)
+	nets := make([]string, len(allow))
+	for i, p := range allow {
+		nets[i] = p.String()
+	}
+	switch {
+	case m.NotifyAllowCIDRs == "" && embedded:
+		m.Logger.Info("notifications may go to loopback addresses, the embedded default; set --notify-allow-cidrs to choose",
+			slog.String("allow", strings.Join(nets, ",")))
+	case len(allow) == 0:
+		m.Logger.Info("notifications go to public addresses only; --notify-allow-cidrs admits private networks")
+	default:
+		m.Logger.Info("notifications may go to public addresses and the networks of --notify-allow-cidrs",
+			slog.String("allow", strings.Join(nets, ",")))
+	}
+	m.egress.SetOwn(m.ownAddresses(m.Addr)...)
+	return nil
+}
+
+// ownAddresses are the platform's listen addresses, the API's at api
+// (host:port; "localhost" or no host stands for every address) and the
+// in-process banks', for the guard to refuse. An address not known yet
+// (port 0) is left out.
+func (m *Main) ownAddresses(api string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, hp := range []string{api, strings.TrimPrefix(m.banksURL, "http://")} {
+		if m.Banks == nil && hp != api {
+			continue // external banks are not the platform's
+		}
+		host, port, err := net.SplitHostPort(hp)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil || n == 0 {
+			continue
+		}
+		a, ok := egress.ParseHostAddr(host)
+		if host == "" || host == "localhost" {
+			a, ok = netip.IPv6Unspecified(), true
+		}
+		if ok {
+			out = append(out, netip.AddrPortFrom(a, uint16(n)))
+		}
+	}
+	return out
 }
 
 // newChannels builds the bank channels over the banks startBanks resolved,
@@ -101,6 +172,9 @@ func (m *Main) newChannels() error {
 // startChannels starts the channels' workers once the server listens, so
 // the callback URL they give the banks is known.
 func (m *Main) startChannels() {
+	// The API's actual address is known now, with the port chosen for
+	// --addr port 0: merchant notifications must not reach it.
+	m.egress.SetOwn(m.ownAddresses(strings.TrimPrefix(m.server.URL(), "http://"))...)
 	if m.PublicURL == "" {
 		m.Channels.SetPublicURL(m.server.URL())
 	}
