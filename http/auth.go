@@ -17,6 +17,12 @@ func (s *Server) admin(next handlerFunc) nethttp.HandlerFunc {
 		if !s.isAdmin(r) {
 			return zhifu.Errorf(zhifu.Unauthorized, "a valid admin bearer token is required")
 		}
+		// The operator has no token bucket, only the concurrency limit.
+		release, err := s.enter(w, r, "", 0)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return s.idempotent(w, r, "admin", nil, next)
 	})
 }

@@ -121,6 +121,9 @@ type Main struct {
 	bankSecrets map[string]string
 	banksURL    string
 
+	// edge is admission control's configuration (config.go).
+	edge edgeFlags
+
 	// command is the subcommand ParseFlags read: "serve" or "banksim".
 	command string
 	sim     simFlags
@@ -234,6 +237,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Gateway: m.Gateway, Channels: m.Channels},
+		Admission: m.edge.config,
+		ConnsMax:  m.edge.connsMax,
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	if err := m.server.Open(); err != nil {
