@@ -145,6 +145,11 @@ func TestLimiterQueueBounds(t *testing.T) {
 	if isReady(w2) {
 		t.Fatalf("second waiter refused before its time")
 	}
+	// The queue is standing: for two waits' time a payment that cannot get
+	// in is refused at once rather than made to wait.
+	if _, w, reason := l.Acquire(Pay); w != nil || reason != Overloaded {
+		t.Fatalf("after a wait ran out: queued %v, reason %q; want %q", w != nil, reason, Overloaded)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if got, _, reason := w2.Wait(ctx); got != nil || reason != Canceled {
@@ -199,11 +204,19 @@ func TestGradientAdapts(t *testing.T) {
 	if got := g.Limit(); got >= grown/2 {
 		t.Fatalf("limit after congested windows = %d, want under half of %d", got, grown)
 	}
-	for range 200 {
+	for range 30 {
 		feed(g, clock, Pay, time.Second, 200, 20)
 	}
 	if got := g.Limit(); got != 10 {
-		t.Fatalf("limit after long congestion = %d, want the minimum 10", got)
+		t.Fatalf("limit after heavy congestion = %d, want the minimum 10", got)
+	}
+	// Slowness that lasts is followed: the baseline rises to it, and the
+	// limit leaves its minimum.
+	for range 500 {
+		feed(g, clock, Pay, time.Second, 200, 20)
+	}
+	if got := g.Limit(); got <= 10 {
+		t.Fatalf("limit after a minute of the same slowness = %d, want above the minimum", got)
 	}
 	for range 500 {
 		feed(g, clock, Pay, 5*time.Millisecond, 200, 20)

@@ -42,6 +42,9 @@ const (
 	QueueFull Reason = "queue_full"
 	// QueueTimeout: the request waited as long as its class may.
 	QueueTimeout Reason = "queue_timeout"
+	// Overloaded: the request would have had to wait, and a request of its
+	// class had lately waited its whole time: the queue is standing.
+	Overloaded Reason = "overloaded"
 	// Canceled: the client went away while the request waited.
 	Canceled Reason = "canceled"
 	// RateLimited: the caller spent its token bucket.
@@ -51,4 +54,4 @@ const (
 )
 
 // Reasons lists every reason, for metrics that are exported from the start.
-var Reasons = []Reason{QueueFull, QueueTimeout, Canceled, RateLimited, Maintenance}
+var Reasons = []Reason{QueueFull, QueueTimeout, Overloaded, Canceled, RateLimited, Maintenance}

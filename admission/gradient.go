@@ -8,7 +8,7 @@ import (
 // Defaults of the adaptive limit.
 const (
 	limitInitialDefault = 64
-	limitMinDefault     = 8
+	limitMinDefault     = 32
 	limitMaxDefault     = 2048
 	// windowDefault is how often the limit is recomputed.
 	windowDefault = 100 * time.Millisecond
@@ -21,14 +21,18 @@ const (
 	// latencyFloorDefault: latencies at or below it are never taken for
 	// congestion, so that a class answered in microseconds does not shrink
 	// the limit for the jitter of a shared machine.
-	latencyFloorDefault = 2 * time.Millisecond
+	latencyFloorDefault = 5 * time.Millisecond
 	// windowSamplesMin is how many answers of a class a window needs for
 	// the class to count in it.
 	windowSamplesMin = 5
-	// noLoadDrift is how much a class's best latency is let rise each
-	// window without a new best, so that the limit follows a machine (or a
-	// database) that has become slower for good.
-	noLoadDrift = 0.0005
+	// noLoadRise is how far, each window, a class's baseline latency moves
+	// up toward a slower window (it moves down to a faster one at once):
+	// about ten seconds of sustained slowness, at 100 ms windows, and the
+	// baseline has followed it. Slowness that the platform's own
+	// concurrency causes is cut long before that; slowness from outside
+	// (a busy machine, a slower disk) is not cured by refusing requests, and
+	// the limit must not collapse for it.
+	noLoadRise = 0.01
 	// gradientMin bounds how far one window can cut the estimate, so that
 	// one slow window does not halve the platform.
 	gradientMin = 0.5
@@ -74,8 +78,9 @@ func (c GradientConfig) withDefaults() GradientConfig {
 }
 
 // Gradient is an adaptive concurrency limit. Each window it takes, for every
-// class with enough answers, the ratio of tolerance × the class's best
-// (no-load) latency to its average latency in the window; the smallest ratio,
+// class with enough answers, the ratio of tolerance × the class's baseline
+// latency (its best, followed slowly upward) to its average latency in the
+// window; the smallest ratio,
 // kept within [0.5, 1], is the gradient. The new estimate is
 // limit × gradient + √limit: it grows by √limit while latency holds, and
 // settles where queueing inside the platform costs about that much. A window
@@ -136,7 +141,7 @@ func (g *Gradient) update() {
 		if g.noLoad[c] == 0 || avg < g.noLoad[c] {
 			g.noLoad[c] = avg
 		} else {
-			g.noLoad[c] *= 1 + noLoadDrift
+			g.noLoad[c] += (avg - g.noLoad[c]) * noLoadRise
 		}
 		gradient = min(gradient, g.cfg.Tolerance*max(g.noLoad[c], floor)/max(avg, floor))
 		measured = true

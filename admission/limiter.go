@@ -17,8 +17,8 @@ import (
 var (
 	shareDefault        = [Classes]float64{Pay: 1, Change: 0.85, Query: 0.7, Bulk: 0.4}
 	queueLengthDefault  = [Classes]int{Pay: 1024, Change: 512, Query: 256, Bulk: 32}
-	queueWaitMaxDefault = [Classes]time.Duration{Pay: 500 * time.Millisecond, Change: 400 * time.Millisecond,
-		Query: 250 * time.Millisecond, Bulk: 250 * time.Millisecond}
+	queueWaitMaxDefault = [Classes]time.Duration{Pay: 250 * time.Millisecond, Change: 100 * time.Millisecond,
+		Query: 50 * time.Millisecond, Bulk: 50 * time.Millisecond}
 )
 
 // Config tunes a Limiter; zero fields take the defaults.
@@ -47,7 +47,16 @@ type Limiter struct {
 	perClass  [Classes]int
 	queues    [Classes]*list.List // of *Waiter, oldest first
 	cutCached [Classes]int        // thresholds for the current limit
+	// timedOut is when a waiter of the class last waited its whole time:
+	// for a while after, the class's queue takes no one (see Acquire).
+	timedOut [Classes]time.Time
 }
+
+// standingHold is how long after a wait ran out a class refuses at once
+// what it cannot admit, in waits of the class: a queue that has just made
+// someone wait its whole time is a standing queue, not a burst, and waiting
+// in it again would only make the refusal slower (CoDel's insight).
+const standingHold = 2
 
 // NewLimiter returns a limiter at the configured initial limit.
 func NewLimiter(cfg Config) *Limiter {
@@ -96,7 +105,8 @@ type Waiter struct {
 }
 
 // Acquire admits a request of class c at once (a Ticket), queues it (a
-// Waiter, to Wait on), or refuses it (a Reason).
+// Waiter, to Wait on), or refuses it (a Reason): when the class's queue is
+// full, or when one of its waiters lately waited its whole time.
 func (l *Limiter) Acquire(c Class) (*Ticket, *Waiter, Reason) {
 	now := l.clock.Now()
 	l.mu.Lock()
@@ -108,6 +118,9 @@ func (l *Limiter) Acquire(c Class) (*Ticket, *Waiter, Reason) {
 	q := l.queues[c]
 	if q.Len() >= l.queueLen[c] {
 		return nil, nil, QueueFull
+	}
+	if t := l.timedOut[c]; !t.IsZero() && now.Sub(t) < standingHold*l.waitMax[c] {
+		return nil, nil, Overloaded
 	}
 	w := &Waiter{l: l, class: c, enqueued: now, deadline: now.Add(l.waitMax[c]), ready: make(chan struct{})}
 	w.elem = q.PushBack(w)
@@ -198,6 +211,9 @@ func (l *Limiter) cancel(w *Waiter, reason Reason) {
 	defer l.mu.Unlock()
 	if w.elem != nil {
 		l.refuse(w, reason)
+		if reason == QueueTimeout {
+			l.timedOut[w.class] = l.clock.Now()
+		}
 	}
 }
 
@@ -213,6 +229,7 @@ func (l *Limiter) expire(now time.Time) {
 				break
 			}
 			l.refuse(w, QueueTimeout)
+			l.timedOut[c] = now
 		}
 	}
 }
