@@ -12,10 +12,10 @@ import (
 
 // Defaults of the limiter: how much of the limit each class may fill, and how
 // many of each may wait, for how long. A payment waits longest and may use
-// every slot; a bulk read gets at most 40% of them and waits least, so it is
+// every slot; a bulk read gets at most 30% of them and waits least, so it is
 // the first refused.
 var (
-	shareDefault        = [Classes]float64{Pay: 1, Change: 0.85, Query: 0.7, Bulk: 0.4}
+	shareDefault        = [Classes]float64{Pay: 1, Change: 0.8, Query: 0.6, Bulk: 0.3}
 	queueLengthDefault  = [Classes]int{Pay: 1024, Change: 512, Query: 256, Bulk: 32}
 	queueWaitMaxDefault = [Classes]time.Duration{Pay: 250 * time.Millisecond, Change: 100 * time.Millisecond,
 		Query: 50 * time.Millisecond, Bulk: 50 * time.Millisecond}

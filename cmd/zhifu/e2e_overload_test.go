@@ -371,14 +371,17 @@ func (s *olStats) served() float64 {
 	return float64(n) / s.elapsed.Seconds()
 }
 
-// offered is the requests a second the phase sent.
-func (s *olStats) offered() float64 {
+// sent is the requests a second the phase sent; offered adds the
+// arrivals that found every client busy.
+func (s *olStats) sent() float64 {
 	n := 0
 	for _, k := range s.kinds {
 		n += k.sent
 	}
 	return float64(n) / s.elapsed.Seconds()
 }
+
+func (s *olStats) offered() float64 { return s.sent() + float64(s.unsent)/s.elapsed.Seconds() }
 
 // p returns the q quantile of kind k's served latency.
 func (s *olStats) p(k olKind, q float64) time.Duration {
@@ -400,7 +403,8 @@ func (s *olStats) shedShare(k olKind) float64 {
 
 func (s *olStats) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %.0f/s offered, %.0f/s served, %d unsent", s.name, s.offered(), s.served(), s.unsent)
+	fmt.Fprintf(&b, "%s: %.0f/s offered, %.0f/s sent (%d arrivals found every client busy), %.0f/s served",
+		s.name, s.offered(), s.sent(), s.unsent, s.served())
 	for k, ks := range s.kinds {
 		if ks.sent == 0 {
 			continue
@@ -548,43 +552,102 @@ func olArgs() []string {
 // olPayEvery: one request in olPayEvery is a payment, the rest queries.
 const olPayEvery = 7
 
-// olPhases are the phase lengths: capacity, 1×, 2×, 4×.
-func olPhases() (capacity, one, two, four time.Duration) {
+// olPhases are the phase lengths: capacity, each of calm, 1×, 2×, and 4×.
+func olPhases() (capacity, phase, four time.Duration) {
 	if olFull() {
-		return 5 * time.Second, 10 * time.Second, 5 * time.Second, 10 * time.Second
+		return 5 * time.Second, 5 * time.Second, 10 * time.Second
 	}
-	return 1500 * time.Millisecond, 2 * time.Second, time.Second, 2 * time.Second
+	return 1500 * time.Millisecond, 1500 * time.Millisecond, 2 * time.Second
 }
 
-// TestOverload offers a mix of payments and queries rising to four times
-// what the platform served closed loop, from olClients clients.
+// olCapacity measures what the platform serves of the mix, closed loop.
+func (o *olEnv) olCapacity(t *testing.T, d time.Duration) *olStats {
+	o.closedLoop("warm-up", 128, olPayEvery, 500*time.Millisecond)
+	capacity := o.closedLoop("capacity", 128, olPayEvery, d)
+	t.Log(capacity)
+	return capacity
+}
+
+// TestOverload offers a mix of payments and queries (one in olPayEvery a
+// payment) rising to four times what the platform served closed loop, from
+// olClients clients, and holds the platform to API.md: every request
+// answered within a second, served or refused with Retry-After, none
+// timing out; payments kept (at least 80% of their 1× throughput, p99
+// within twice 1×'s) by shedding queries first; nothing acknowledged
+// lost. ZHIFU_OVERLOAD_FULL=1 runs it longer, for BENCHMARKS.md.
 func TestOverload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load test")
 	}
-	capD, oneD, twoD, fourD := olPhases()
+	capD, phaseD, fourD := olPhases()
 	o := newOverloadEnv(t, false, olArgs()...)
-	o.makeTrades(t, 2000)
-	o.closedLoop("warm-up", 128, olPayEvery, 500*time.Millisecond)
-	capacity := o.closedLoop("capacity", 128, olPayEvery, capD)
-	t.Log(capacity)
-	c := capacity.served()
+	o.makeTrades(t, 3000)
+	c := o.olCapacity(t, capD).served()
 	one := olMix{olPay: c / olPayEvery, olQuery: c * (olPayEvery - 1) / olPayEvery}
-	need := one[olPay] * (oneD.Seconds() + 2*twoD.Seconds() + 4*fourD.Seconds()) * 1.1
-	o.makeTrades(t, int(need))
-	var phases []*olStats
+	o.makeTrades(t, int(one[olPay]*(3.5*phaseD.Seconds()+4*fourD.Seconds())*1.2))
+	phases := map[string]*olStats{}
 	for _, p := range []struct {
 		name string
 		f    float64
 		d    time.Duration
-	}{{"1x", 1, oneD}, {"2x", 2, twoD}, {"4x", 4, fourD}} {
+	}{{"half", 0.5, phaseD}, {"1x", 1, phaseD}, {"2x", 2, phaseD}, {"4x", 4, fourD}} {
 		st := o.openLoop(p.name, one.times(p.f), p.d)
 		t.Log(st)
 		t.Log(o.admissionMetrics())
-		phases = append(phases, st)
+		phases[p.name] = st
+	}
+	for _, st := range phases {
+		olCheckAnswers(t, st)
+	}
+	olCheckPayments(t, phases["1x"], phases["4x"])
+	if q, p := phases["4x"].shedShare(olQuery), phases["4x"].shedShare(olPay); q <= p || q < 0.25 {
+		t.Errorf("at 4x, %.0f%% of queries and %.0f%% of payments were refused: want queries refused first", 100*q, 100*p)
 	}
 	o.checkPaid(t)
 }
+
+// olCheckAnswers holds a phase to the API's promise under overload.
+func olCheckAnswers(t *testing.T, st *olStats) {
+	t.Helper()
+	for k, ks := range st.kinds {
+		if ks.errs > 0 || ks.other > 0 {
+			t.Errorf("%s: %d %s requests failed or timed out and %d had another status (first: %s)",
+				st.name, ks.errs, olKindNames[k], ks.other, ks.firstErr)
+		}
+		if ks.noRetry > 0 {
+			t.Errorf("%s: %d %s refusals without Retry-After", st.name, ks.noRetry, olKindNames[k])
+		}
+		if ks.answerMax > olAnswerMax {
+			t.Errorf("%s: a %s request was answered after %v, want within %v", st.name, olKindNames[k], ks.answerMax, olAnswerMax)
+		}
+	}
+}
+
+// olCheckPayments holds payments under load to at least 80% of their
+// throughput at 1× and their p99 to twice 1×'s. Calm is 1×: the platform
+// at what it can serve, not beyond (the half-load phase before it is
+// reported, not judged: on two cores shared with the load's own clients,
+// serving four times the payments at 4× costs them CPU that no admission
+// can give back). The everyday form, judged on a shared machine, allows
+// the p99 a further olP99Slack.
+func olCheckPayments(t *testing.T, calm, load *olStats) {
+	t.Helper()
+	if got, want := load.rate(olPay), 0.8*calm.rate(olPay); got < want {
+		t.Errorf("%s: %.0f payments/s served, want at least 80%% of %s's %.0f/s", load.name, got, calm.name, calm.rate(olPay))
+	}
+	limit := 2 * calm.p(olPay, 0.99)
+	if !olFull() {
+		limit += olP99Slack
+	}
+	if got := load.p(olPay, 0.99); got > limit {
+		t.Errorf("%s: payments' p99 %v, want within %v (twice %s's %v)", load.name, got, limit, calm.name, calm.p(olPay, 0.99))
+	}
+}
+
+// olP99Slack is what the everyday form adds to twice calm's p99: other work
+// on a shared two-core machine moves a p99 of tens of milliseconds by as
+// much within one run.
+const olP99Slack = 50 * time.Millisecond
 
 // admissionMetrics is the platform's admission figures from /metrics.
 func (o *olEnv) admissionMetrics() string {
