@@ -143,8 +143,14 @@ func (g *Gradient) update() {
 		} else {
 			g.noLoad[c] += (avg - g.noLoad[c]) * noLoadRise
 		}
-		gradient = min(gradient, g.cfg.Tolerance*max(g.noLoad[c], floor)/max(avg, floor))
-		measured = true
+		if !measured {
+			// The highest class answered in the window steers: the limit
+			// exists to keep its latency, and a lower class that is slow
+			// (a withdrawal waiting for its bank's lane) must not shrink
+			// the limit that payments need.
+			gradient = g.cfg.Tolerance * max(g.noLoad[c], floor) / max(avg, floor)
+			measured = true
+		}
 	}
 	if g.dropped {
 		gradient = min(gradient, dropGradient)

@@ -53,10 +53,11 @@ type Limiter struct {
 }
 
 // standingHold is how long after a wait ran out a class refuses at once
-// what it cannot admit, in waits of the class: a queue that has just made
-// someone wait its whole time is a standing queue, not a burst, and waiting
-// in it again would only make the refusal slower (CoDel's insight).
-const standingHold = 2
+// what it cannot admit: a queue that has just made someone wait its whole
+// time is a standing queue, not a burst, and waiting in it again would
+// only make the refusal slower (CoDel's insight). A request the class has
+// room for is still admitted at once.
+const standingHold = time.Second
 
 // NewLimiter returns a limiter at the configured initial limit.
 func NewLimiter(cfg Config) *Limiter {
@@ -119,7 +120,7 @@ func (l *Limiter) Acquire(c Class) (*Ticket, *Waiter, Reason) {
 	if q.Len() >= l.queueLen[c] {
 		return nil, nil, QueueFull
 	}
-	if t := l.timedOut[c]; !t.IsZero() && now.Sub(t) < standingHold*l.waitMax[c] {
+	if t := l.timedOut[c]; !t.IsZero() && now.Sub(t) < standingHold {
 		return nil, nil, Overloaded
 	}
 	w := &Waiter{l: l, class: c, enqueued: now, deadline: now.Add(l.waitMax[c]), ready: make(chan struct{})}
