@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -733,4 +734,90 @@ func TestOverloadWithdrawalWave(t *testing.T) {
 		t.Errorf("wave: %d withdrawals accepted and %d refused, want both", w.ok, w.shed)
 	}
 	o.checkPaid(t)
+}
+
+// TestCallerFlood: one merchant, one user and one client address each
+// flood the platform; each is refused 429 RATE_LIMITED with Retry-After
+// past its bucket, and a merchant, a user and an address beside them are
+// served throughout.
+func TestCallerFlood(t *testing.T) {
+	dir := t.TempDir()
+	tm := newTestMain(nil)
+	clock := &manualClock{now: time.Now().UTC()}
+	tm.Clock = clock
+	serveTestMain(t, tm, "--data", dir, "--db", testDatabase(t, dir, "sqlite"),
+		"--rate-merchant", "20", "--rate-user", "20", "--rate-address", "20")
+	e := &env{t: t, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}
+	w := newTrWorld(t, e)
+	other := w.newMerchant(w.user("seller2"), "")
+	flooder, calm := w.user("flooder"), w.user("calm")
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	}
+	flood, quiet := from("127.0.0.1"), from("127.0.0.2")
+	t.Cleanup(flood.CloseIdleConnections)
+	t.Cleanup(quiet.CloseIdleConnections)
+
+	send := func(cl *http.Client, method, path, auth string) (int, string) {
+		req, _ := http.NewRequest(method, e.url+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	const floodN = 200 // the bucket holds 40 and refills 20 a second
+	for _, tc := range []struct {
+		name         string
+		flood, quiet func() (int, string)
+	}{
+		{"user",
+			func() (int, string) { return send(flood, "GET", "/v1/wallet", "Bearer "+flooder.token) },
+			func() (int, string) { return send(flood, "GET", "/v1/wallet", "Bearer "+calm.token) }},
+		{"merchant",
+			func() (int, string) {
+				return send(flood, "GET", "/v1/merchant", signMerchant(w.mk, "GET", "/v1/merchant", "", clock.Now(), newNonce()))
+			},
+			func() (int, string) {
+				return send(flood, "GET", "/v1/merchant", signMerchant(other, "GET", "/v1/merchant", "", clock.Now(), newNonce()))
+			}},
+		{"address",
+			func() (int, string) { return send(flood, "GET", "/v1/announcements", "") },
+			func() (int, string) { return send(quiet, "GET", "/v1/announcements", "") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var limited, served atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for range floodN / 8 {
+						switch s, retry := tc.flood(); {
+						case s == 200:
+							served.Add(1)
+						case s == 429 && retry != "":
+							limited.Add(1)
+						default:
+							t.Errorf("flood: %d %q", s, retry)
+						}
+					}
+				})
+			}
+			for i := range 10 {
+				if s, retry := tc.quiet(); s != 200 {
+					t.Errorf("the other caller's request %d during the flood: %d (Retry-After %q)", i, s, retry)
+				}
+			}
+			wg.Wait()
+			if limited.Load() < floodN/2 || served.Load() < 40 {
+				t.Errorf("flood of %d: %d served, %d limited; want the bucket's 40 or more served and most limited",
+					floodN, served.Load(), limited.Load())
+			}
+		})
+	}
 }
