@@ -376,3 +376,30 @@ func TestLogGate(t *testing.T) {
 		t.Fatalf("after a second: ok %v held %d; want through, 5 held back", ok, held)
 	}
 }
+
+// The limiter's own cost per request, admitted and released at once.
+func BenchmarkLimiter(b *testing.B) {
+	l := NewLimiter(Config{})
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tk, w, _ := l.Acquire(Query)
+			if tk == nil {
+				if w != nil {
+					l.cancel(w, Canceled)
+				}
+				continue
+			}
+			tk.Release(false)
+		}
+	})
+}
+
+// A caller's bucket, per request.
+func BenchmarkCallers(b *testing.B) {
+	c := NewCallers(0)
+	r := Rate{PerSecond: 1e9, Burst: 1 << 30}
+	now := time.Now()
+	for i := range b.N {
+		c.Allow(fmt.Sprint("user:", i%1000), r, now)
+	}
+}

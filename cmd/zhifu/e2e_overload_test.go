@@ -35,9 +35,10 @@ const (
 	// an open loop (payers are other people than those who query or
 	// withdraw: one kind's slow answers do not hold back another's
 	// arrivals); each keeps its own connection.
-	olPayClients   = 100
-	olOtherClients = 100
-	olClients      = olPayClients + 2*olOtherClients
+	olPayClients      = 100
+	olQueryClients    = 300
+	olWithdrawClients = 100
+	olClientsMax      = olPayClients + olQueryClients + olWithdrawClients
 	// olClientTimeout is the longest a client waits for an answer: an
 	// answer later than that counts as a timeout.
 	olClientTimeout = 5 * time.Second
@@ -87,7 +88,7 @@ func newOverloadEnv(t testing.TB, cards bool, args ...string) *olEnv {
 	tt, _ := t.(*testing.T)
 	e := &env{t: tt, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = olClients, olClients
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = olClientsMax, olClientsMax
 	o := &olEnv{env: e, client: &http.Client{Transport: tr, Timeout: olClientTimeout},
 		setupCl: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
 	t.Cleanup(func() {
@@ -481,10 +482,7 @@ func (o *olEnv) openLoop(name string, mix olMix, d time.Duration) *olStats {
 			continue
 		}
 		jobs[k] = make(chan olJob)
-		clients := olOtherClients
-		if k == olPay {
-			clients = olPayClients
-		}
+		clients := [olKinds]int{olPay: olPayClients, olQuery: olQueryClients, olWithdraw: olWithdrawClients}[k]
 		for c := range clients {
 			wg.Go(func() { o.client1(jobs[k], o.buyers[c%len(o.buyers)], st, &mu) })
 		}
@@ -598,7 +596,7 @@ func (o *olEnv) olCapacity(t *testing.T, d time.Duration) *olStats {
 
 // TestOverload offers a mix of payments and queries (one in olPayEvery a
 // payment) rising to four times what the platform served closed loop, from
-// olClients clients, and holds the platform to API.md: every request
+// olPayClients and olQueryClients clients, and holds the platform to API.md: every request
 // answered within a second, served or refused with Retry-After, none
 // timing out; payments kept (at least 80% of their 1× throughput, p99
 // within twice 1×'s) by shedding queries first; nothing acknowledged
