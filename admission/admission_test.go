@@ -133,12 +133,12 @@ func TestLimiterQueueBounds(t *testing.T) {
 		QueueWaitMax: [Classes]time.Duration{Pay: 500 * time.Millisecond, Change: time.Second, Query: time.Second, Bulk: time.Second}})
 	tk := mustAdmit(t, l, Pay)
 	w1 := mustQueue(t, l, Pay)
-	clock.Advance(300 * time.Millisecond)
+	clock.Advance(200 * time.Millisecond)
 	w2 := mustQueue(t, l, Pay)
 	if _, w, reason := l.Acquire(Pay); w != nil || reason != QueueFull {
 		t.Fatalf("third waiter: queued %v, reason %q; want %q", w != nil, reason, QueueFull)
 	}
-	clock.Advance(200 * time.Millisecond) // w1 has waited 500 ms, w2 200 ms
+	clock.Advance(300 * time.Millisecond) // w1 has waited 500 ms, w2 300 ms
 	l.Expire()
 	if _, reason := w1.Outcome(); reason != QueueTimeout {
 		t.Fatalf("first waiter after its wait: %q, want %q", reason, QueueTimeout)
@@ -146,10 +146,11 @@ func TestLimiterQueueBounds(t *testing.T) {
 	if isReady(w2) {
 		t.Fatalf("second waiter refused before its time")
 	}
-	// The queue is standing: for a second a payment that cannot get in is
-	// refused at once rather than made to wait.
+	// The queue is standing (its oldest has waited over half the 500 ms):
+	// a payment that cannot get in is refused at once rather than made to
+	// wait.
 	if _, w, reason := l.Acquire(Pay); w != nil || reason != Overloaded {
-		t.Fatalf("after a wait ran out: queued %v, reason %q; want %q", w != nil, reason, Overloaded)
+		t.Fatalf("behind a waiter of 300 ms: queued %v, reason %q; want %q", w != nil, reason, Overloaded)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

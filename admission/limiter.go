@@ -17,8 +17,8 @@ import (
 var (
 	shareDefault        = [Classes]float64{Pay: 1, Change: 0.8, Query: 0.6, Bulk: 0.3}
 	queueLengthDefault  = [Classes]int{Pay: 1024, Change: 512, Query: 256, Bulk: 32}
-	queueWaitMaxDefault = [Classes]time.Duration{Pay: 250 * time.Millisecond, Change: 100 * time.Millisecond,
-		Query: 50 * time.Millisecond, Bulk: 50 * time.Millisecond}
+	queueWaitMaxDefault = [Classes]time.Duration{Pay: 500 * time.Millisecond, Change: 300 * time.Millisecond,
+		Query: 100 * time.Millisecond, Bulk: 100 * time.Millisecond}
 )
 
 // Config tunes a Limiter; zero fields take the defaults.
@@ -47,17 +47,14 @@ type Limiter struct {
 	perClass  [Classes]int
 	queues    [Classes]*list.List // of *Waiter, oldest first
 	cutCached [Classes]int        // thresholds for the current limit
-	// timedOut is when a waiter of the class last waited its whole time:
-	// for a while after, the class's queue takes no one (see Acquire).
-	timedOut [Classes]time.Time
 }
 
-// standingHold is how long after a wait ran out a class refuses at once
-// what it cannot admit: a queue that has just made someone wait its whole
-// time is a standing queue, not a burst, and waiting in it again would
-// only make the refusal slower (CoDel's insight). A request the class has
-// room for is still admitted at once.
-const standingHold = time.Second
+// standingShare: a newcomer is refused at once when the oldest waiter of its
+// class has already waited this share of the class's wait. Such a queue is
+// standing, not a burst being absorbed, and the newcomer would most likely
+// wait its whole time to be refused anyway (CoDel's insight: judge a queue
+// by how long its requests wait, not by how long it is).
+const standingShare = 0.5
 
 // NewLimiter returns a limiter at the configured initial limit.
 func NewLimiter(cfg Config) *Limiter {
@@ -107,7 +104,7 @@ type Waiter struct {
 
 // Acquire admits a request of class c at once (a Ticket), queues it (a
 // Waiter, to Wait on), or refuses it (a Reason): when the class's queue is
-// full, or when one of its waiters lately waited its whole time.
+// full, or standing (its oldest waiter has waited half the class's wait).
 func (l *Limiter) Acquire(c Class) (*Ticket, *Waiter, Reason) {
 	now := l.clock.Now()
 	l.mu.Lock()
@@ -120,7 +117,7 @@ func (l *Limiter) Acquire(c Class) (*Ticket, *Waiter, Reason) {
 	if q.Len() >= l.queueLen[c] {
 		return nil, nil, QueueFull
 	}
-	if t := l.timedOut[c]; !t.IsZero() && now.Sub(t) < standingHold {
+	if e := q.Front(); e != nil && now.Sub(e.Value.(*Waiter).enqueued) >= time.Duration(standingShare*float64(l.waitMax[c])) {
 		return nil, nil, Overloaded
 	}
 	w := &Waiter{l: l, class: c, enqueued: now, deadline: now.Add(l.waitMax[c]), ready: make(chan struct{})}
@@ -212,9 +209,6 @@ func (l *Limiter) cancel(w *Waiter, reason Reason) {
 	defer l.mu.Unlock()
 	if w.elem != nil {
 		l.refuse(w, reason)
-		if reason == QueueTimeout {
-			l.timedOut[w.class] = l.clock.Now()
-		}
 	}
 }
 
@@ -230,7 +224,6 @@ func (l *Limiter) expire(now time.Time) {
 				break
 			}
 			l.refuse(w, QueueTimeout)
-			l.timedOut[c] = now
 		}
 	}
 }

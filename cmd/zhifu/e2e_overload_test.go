@@ -643,8 +643,8 @@ func olCheckAnswers(t *testing.T, st *olStats) {
 		if ks.noRetry > 0 {
 			t.Errorf("%s: %d %s refusals without Retry-After", st.name, ks.noRetry, olKindNames[k])
 		}
-		if ks.answerMax > olAnswerMax {
-			t.Errorf("%s: a %s request was answered after %v, want within %v", st.name, olKindNames[k], ks.answerMax, olAnswerMax)
+		if limit := olAnswerMax + st.stall(); ks.answerMax > limit {
+			t.Errorf("%s: a %s request was answered after %v, want within %v", st.name, olKindNames[k], ks.answerMax, limit)
 		}
 	}
 }
@@ -655,19 +655,34 @@ func olCheckAnswers(t *testing.T, st *olStats) {
 // reported, not judged: on two cores shared with the load's own clients,
 // serving four times the payments at 4× costs them CPU that no admission
 // can give back). The everyday form, judged on a shared machine, allows
-// the p99 a further olP99Slack.
+// the p99 a further olP99Slack and the phase's stall.
 func olCheckPayments(t *testing.T, calm, load *olStats) {
 	t.Helper()
 	if got, want := load.rate(olPay), 0.8*calm.rate(olPay); got < want {
 		t.Errorf("%s: %.0f payments/s served, want at least 80%% of %s's %.0f/s", load.name, got, calm.name, calm.rate(olPay))
 	}
-	limit := 2 * calm.p(olPay, 0.99)
+	limit := 2*calm.p(olPay, 0.99) + load.stall()
 	if !olFull() {
 		limit += olP99Slack
 	}
 	if got := load.p(olPay, 0.99); got > limit {
 		t.Errorf("%s: payments' p99 %v, want within %v (twice %s's %v)", load.name, got, limit, calm.name, calm.p(olPay, 0.99))
 	}
+}
+
+// stall is how late the generator handed an arrival to a client that was
+// free, in the everyday form: the test process itself starved of CPU by
+// other work on the machine, which no server in it could answer through.
+// The full form, run on a quiet machine for BENCHMARKS.md, allows nothing.
+func (s *olStats) stall() time.Duration {
+	if olFull() {
+		return 0
+	}
+	var lag time.Duration
+	for _, k := range s.kinds {
+		lag = max(lag, k.lagMax)
+	}
+	return lag
 }
 
 // olP99Slack is what the everyday form adds to twice calm's p99: other work
