@@ -37,7 +37,7 @@ const (
 	// arrivals); each keeps its own connection.
 	olPayClients      = 100
 	olQueryClients    = 300
-	olWithdrawClients = 100
+	olWithdrawClients = 300
 	olClientsMax      = olPayClients + olQueryClients + olWithdrawClients
 	// olClientTimeout is the longest a client waits for an answer: an
 	// answer later than that counts as a timeout.
@@ -643,8 +643,8 @@ func olCheckAnswers(t *testing.T, st *olStats) {
 		if ks.noRetry > 0 {
 			t.Errorf("%s: %d %s refusals without Retry-After", st.name, ks.noRetry, olKindNames[k])
 		}
-		if limit := olAnswerMax + st.stall(); ks.answerMax > limit {
-			t.Errorf("%s: a %s request was answered after %v, want within %v", st.name, olKindNames[k], ks.answerMax, limit)
+		if ks.answerMax > olAnswerMax && olJudgeTimes(t, st) {
+			t.Errorf("%s: a %s request was answered after %v, want within %v", st.name, olKindNames[k], ks.answerMax, olAnswerMax)
 		}
 	}
 }
@@ -655,34 +655,47 @@ func olCheckAnswers(t *testing.T, st *olStats) {
 // reported, not judged: on two cores shared with the load's own clients,
 // serving four times the payments at 4× costs them CPU that no admission
 // can give back). The everyday form, judged on a shared machine, allows
-// the p99 a further olP99Slack and the phase's stall.
+// the p99 a further olP99Slack.
 func olCheckPayments(t *testing.T, calm, load *olStats) {
 	t.Helper()
 	if got, want := load.rate(olPay), 0.8*calm.rate(olPay); got < want {
 		t.Errorf("%s: %.0f payments/s served, want at least 80%% of %s's %.0f/s", load.name, got, calm.name, calm.rate(olPay))
 	}
-	limit := 2*calm.p(olPay, 0.99) + load.stall()
+	limit := 2 * calm.p(olPay, 0.99)
 	if !olFull() {
 		limit += olP99Slack
 	}
-	if got := load.p(olPay, 0.99); got > limit {
+	if got := load.p(olPay, 0.99); got > limit && olJudgeTimes(t, calm) && olJudgeTimes(t, load) {
 		t.Errorf("%s: payments' p99 %v, want within %v (twice %s's %v)", load.name, got, limit, calm.name, calm.p(olPay, 0.99))
 	}
 }
 
-// stall is how late the generator handed an arrival to a client that was
-// free, in the everyday form: the test process itself starved of CPU by
-// other work on the machine, which no server in it could answer through.
-// The full form, run on a quiet machine for BENCHMARKS.md, allows nothing.
+// stall is how late the generator handed an arrival to a free client: the
+// test process itself starved of CPU.
 func (s *olStats) stall() time.Duration {
-	if olFull() {
-		return 0
-	}
 	var lag time.Duration
 	for _, k := range s.kinds {
 		lag = max(lag, k.lagMax)
 	}
 	return lag
+}
+
+// olStallJudgeMax: in the everyday form, a phase whose generator stalled
+// longer than this was run on a machine too busy for its latencies to say
+// anything about the platform (other work starved the test process, and
+// the server in it, of CPU); its latencies are logged, not judged. The
+// full form, run for BENCHMARKS.md, judges every phase.
+const olStallJudgeMax = 50 * time.Millisecond
+
+// olJudgeTimes says whether phase st's latencies are judged, and logs why
+// not.
+func olJudgeTimes(t *testing.T, st *olStats) bool {
+	t.Helper()
+	if olFull() || st.stall() <= olStallJudgeMax {
+		return true
+	}
+	t.Logf("%s: the test process stalled %v (the machine is busy): its latencies are logged above, not judged", st.name, st.stall())
+	return false
 }
 
 // olP99Slack is what the everyday form adds to twice calm's p99: other work
@@ -743,7 +756,7 @@ func TestOverloadWithdrawalWave(t *testing.T) {
 	olCheckAnswers(t, calm)
 	olCheckAnswers(t, st)
 	olCheckPayments(t, calm, st)
-	if w := st.kinds[olWithdraw]; w.ok == 0 || w.shed == 0 {
+	if w := st.kinds[olWithdraw]; w.ok == 0 || (w.shed == 0 && olJudgeTimes(t, st)) {
 		t.Errorf("wave: %d withdrawals accepted and %d refused, want both", w.ok, w.shed)
 	}
 	o.checkPaid(t)
