@@ -17,7 +17,7 @@ import (
 var (
 	shareDefault        = [Classes]float64{Pay: 1, Change: 0.8, Query: 0.6, Bulk: 0.3}
 	queueLengthDefault  = [Classes]int{Pay: 1024, Change: 512, Query: 256, Bulk: 32}
-	queueWaitMaxDefault = [Classes]time.Duration{Pay: 500 * time.Millisecond, Change: 300 * time.Millisecond,
+	queueWaitMaxDefault = [Classes]time.Duration{Pay: 500 * time.Millisecond, Change: 500 * time.Millisecond,
 		Query: 100 * time.Millisecond, Bulk: 100 * time.Millisecond}
 )
 
