@@ -11,9 +11,11 @@ import (
 )
 
 // Defaults of the limiter: how much of the limit each class may fill, and how
-// many of each may wait, for how long. A payment waits longest and may use
-// every slot; a bulk read gets at most 30% of them and waits least, so it is
-// the first refused.
+// many of each may wait, for how long. A payment may use every slot; a
+// change 80%, a query 60%, a bulk read 30%, so the lowest are the first
+// refused. Payments and changes wait up to half a second (a burst of them
+// is absorbed, and the answer still comes within a second); reads wait a
+// tenth, since a read refused is cheaply tried again.
 var (
 	shareDefault        = [Classes]float64{Pay: 1, Change: 0.8, Query: 0.6, Bulk: 0.3}
 	queueLengthDefault  = [Classes]int{Pay: 1024, Change: 512, Query: 256, Bulk: 32}
