@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +33,23 @@ func TestEveryRouteHasAClass(t *testing.T) {
 		}
 		if _, got := mux.Handler(exampleRequest(p)); got != p {
 			t.Errorf("admission table row %q is not a registered route (served by %q)", p, got)
+		}
+	}
+	// Every route literal the server registers has a row (those built by
+	// concatenation are caught by NewServer's panic in routeServer).
+	for _, p := range patternLiterals(t) {
+		if _, got := mux.Handler(exampleRequest(p)); got == p && !slices.Contains(zhttp.RouteClasses(), p) {
+			t.Errorf("route %q is registered without a row in the admission table", p)
+		}
+	}
+	// And every route is registered through the admission wrapper: a
+	// route put on the mux directly would bypass it unseen.
+	files, _ := filepath.Glob("*.go")
+	for _, name := range files {
+		b, _ := os.ReadFile(name)
+		if name != "admission.go" && !strings.HasSuffix(name, "_test.go") &&
+			(strings.Contains(string(b), "mux.HandleFunc(") || strings.Contains(string(b), "mux.Handle(")) {
+			t.Errorf("%s puts a route on the mux directly: register it with s.handleFunc or s.handle", name)
 		}
 	}
 	var probes []string
