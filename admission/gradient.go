@@ -7,8 +7,8 @@ import (
 
 // Defaults of the adaptive limit.
 const (
-	limitInitialDefault = 64
-	limitMinDefault     = 32
+	limitInitialDefault = 128
+	limitMinDefault     = 64
 	limitMaxDefault     = 2048
 	// windowDefault is how often the limit is recomputed.
 	windowDefault = 100 * time.Millisecond
