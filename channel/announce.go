@@ -28,8 +28,8 @@ const (
 )
 
 // Announcement is a maintenance window of one bank, announced ahead so the
-// cashier can route around it, or of the whole platform (Bank ""). Operators announce them; banks publish
-// theirs, which the platform reads.
+// cashier can route around it, or of the whole platform (Bank ""). Operators
+// announce them; banks publish theirs, which the platform reads.
 type Announcement struct {
 	AnnouncementID string
 	Bank           string
