@@ -28,8 +28,8 @@ const (
 )
 
 // Announcement is a maintenance window of one bank, announced ahead so the
-// cashier can route around it. Operators announce them; banks publish
-// theirs, which the platform reads.
+// cashier can route around it, or of the whole platform (Bank ""). Operators
+// announce them; banks publish theirs, which the platform reads.
 type Announcement struct {
 	AnnouncementID string
 	Bank           string
@@ -39,11 +39,17 @@ type Announcement struct {
 	Source         string
 }
 
-// Announce records an operator's maintenance window for a bank.
+// Announce records an operator's maintenance window for a bank, or with
+// bankName "" for the whole platform (which the edge enforces; bank routing
+// ignores it).
 func (s *Service) Announce(ctx context.Context, bankName string, starts, ends time.Time, message string) (*Announcement, error) {
-	b, err := s.bankOf(bankName, "bank")
-	if err != nil {
-		return nil, err
+	name := "the platform"
+	if bankName != "" {
+		b, err := s.bankOf(bankName, "bank")
+		if err != nil {
+			return nil, err
+		}
+		name = b.name
 	}
 	now := s.now()
 	switch {
@@ -59,9 +65,9 @@ func (s *Service) Announce(ctx context.Context, bankName string, starts, ends ti
 			Message: fmt.Sprintf("message must be at most %d characters", announcementMessageRunesMax)}
 	}
 	if message == "" {
-		message = fmt.Sprintf("%s maintenance", b.name)
+		message = fmt.Sprintf("%s maintenance", name)
 	}
-	a := Announcement{AnnouncementID: s.newID("AN"), Bank: b.name, StartsAt: starts.UTC(), EndsAt: ends.UTC(),
+	a := Announcement{AnnouncementID: s.newID("AN"), Bank: bankName, StartsAt: starts.UTC(), EndsAt: ends.UTC(),
 		Message: message, Source: SourceOperator}
 	if err := s.cfg.Batcher.Do(ctx, &announceOp{a: a, now: now}); err != nil {
 		return nil, fmt.Errorf("announce: %w", err)

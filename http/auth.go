@@ -24,6 +24,12 @@ func (s *Server) admin(next handlerFunc) nethttp.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		// The operator has no token bucket, only the concurrency limit.
+		release, err := s.enter(w, r, "", 0)
+		if err != nil {
+			return err
+		}
+		defer release()
 		ctx := identity.WithOperator(r.Context(), op)
 		if r.Method == nethttp.MethodGet || r.Method == nethttp.MethodHead {
 			return next(w, r.WithContext(ctx))

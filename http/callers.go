@@ -20,8 +20,9 @@ type userHandler func(w nethttp.ResponseWriter, r *nethttp.Request, u *identity.
 // has been verified.
 type merchantHandler func(w nethttp.ResponseWriter, r *nethttp.Request, m *identity.Merchant) error
 
-// user authenticates a user's bearer token, applies Idempotency-Key rules to
-// POSTs, and calls next. Like admin, it runs before the body is read. A
+// user authenticates a user's bearer token, admits the request under the
+// user's token bucket and the concurrency limit, applies Idempotency-Key
+// rules to POSTs, and calls next. Like admin, it runs before the body is read. A
 // merchant's signature or the admin token is not a user's token: 401.
 func (s *Server) user(next userHandler) nethttp.HandlerFunc {
 	return s.api(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
@@ -33,6 +34,11 @@ func (s *Server) user(next userHandler) nethttp.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		release, err := s.enter(w, r, "user:"+u.UserID, rateUser)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return s.idempotent(w, r, "user:"+u.UserID, nil, func(w nethttp.ResponseWriter, r *nethttp.Request) error {
 			return next(w, r, u)
 		})
@@ -40,7 +46,9 @@ func (s *Server) user(next userHandler) nethttp.HandlerFunc {
 }
 
 // merchant verifies a merchant's request signature (timestamp window,
-// single-use nonce), applies Idempotency-Key rules to POSTs, and calls next.
+// single-use nonce), admits the request under the merchant's token bucket
+// and the concurrency limit, applies Idempotency-Key rules to POSTs, and
+// calls next.
 // The signature covers the body, so the body is read first (at most
 // bodyBytesMax) and given back to the handler unchanged.
 func (s *Server) merchant(next merchantHandler) nethttp.HandlerFunc {
@@ -60,6 +68,12 @@ func (s *Server) merchant(next merchantHandler) nethttp.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		// Refused here, the nonce is not spent: nothing happened.
+		release, err := s.enter(w, r, "merchant:"+m.MerchantID, rateMerchant)
+		if err != nil {
+			return err
+		}
+		defer release()
 		ctx := ledger.WithGuard(r.Context(), guard)
 		if r.Method == nethttp.MethodGet || r.Method == nethttp.MethodHead {
 			// A read spends its nonce before it answers.

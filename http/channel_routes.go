@@ -26,21 +26,21 @@ const channelListLimitMax = 100
 // channelRoutes registers cards, top-ups, withdrawals, the banks' health
 // and announcements, and the banks' callbacks.
 func (s *Server) channelRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("POST /v1/cards", s.user(s.handleBindCard))
-	mux.HandleFunc("GET /v1/cards", s.user(s.handleListCards))
-	mux.HandleFunc("DELETE /v1/cards/{card_id}", s.user(s.handleUnbindCard))
-	mux.HandleFunc("POST /v1/topups", s.user(s.handleCreateTopup))
-	mux.HandleFunc("GET /v1/topups", s.user(s.handleListTopups))
-	mux.HandleFunc("GET /v1/topups/{topup_id}", s.user(s.handleGetTopup))
-	mux.HandleFunc("POST /v1/withdrawals", s.user(s.handleCreateWithdrawal))
-	mux.HandleFunc("GET /v1/withdrawals", s.user(s.handleListWithdrawals))
-	mux.HandleFunc("GET /v1/withdrawals/{withdrawal_id}", s.user(s.handleGetWithdrawal))
-	mux.HandleFunc("GET /v1/channels", s.api(s.handleChannels))
-	mux.HandleFunc("GET /v1/announcements", s.api(s.handleAnnouncements))
-	mux.HandleFunc("POST /v1/admin/announcements", s.admin(once(s.handleCreateAnnouncement)))
-	mux.HandleFunc("GET /v1/admin/channels/overdue", s.admin(s.handleOverdue))
-	mux.HandleFunc("POST /v1/channels/{bank}/callback", s.api(s.handleBankCallback))
-	mux.HandleFunc("GET /v1/channels/{bank}/return", s.handleEbankReturn)
+	s.handleFunc(mux, "POST /v1/cards", s.user(s.handleBindCard))
+	s.handleFunc(mux, "GET /v1/cards", s.user(s.handleListCards))
+	s.handleFunc(mux, "DELETE /v1/cards/{card_id}", s.user(s.handleUnbindCard))
+	s.handleFunc(mux, "POST /v1/topups", s.user(s.handleCreateTopup))
+	s.handleFunc(mux, "GET /v1/topups", s.user(s.handleListTopups))
+	s.handleFunc(mux, "GET /v1/topups/{topup_id}", s.user(s.handleGetTopup))
+	s.handleFunc(mux, "POST /v1/withdrawals", s.user(s.handleCreateWithdrawal))
+	s.handleFunc(mux, "GET /v1/withdrawals", s.user(s.handleListWithdrawals))
+	s.handleFunc(mux, "GET /v1/withdrawals/{withdrawal_id}", s.user(s.handleGetWithdrawal))
+	s.handleFunc(mux, "GET /v1/channels", s.api(s.handleChannels))
+	s.handleFunc(mux, "GET /v1/announcements", s.api(s.handleAnnouncements))
+	s.handleFunc(mux, "POST /v1/admin/announcements", s.admin(once(s.handleCreateAnnouncement)))
+	s.handleFunc(mux, "GET /v1/admin/channels/overdue", s.admin(s.handleOverdue))
+	s.handleFunc(mux, "POST /v1/channels/{bank}/callback", s.api(s.handleBankCallback))
+	s.handleFunc(mux, "GET /v1/channels/{bank}/return", s.handleEbankReturn)
 }
 
 // channelError answers a refusal for a bank's state itself, with the
@@ -340,7 +340,8 @@ func (s *Server) handleChannels(w nethttp.ResponseWriter, r *nethttp.Request) er
 
 type announcementJSON struct {
 	AnnouncementID string `json:"announcement_id,omitempty"`
-	Bank           string `json:"bank"`
+	Scope          string `json:"scope"` // platform or bank
+	Bank           string `json:"bank"`  // "" for the platform
 	StartsAt       string `json:"starts_at"`
 	EndsAt         string `json:"ends_at"`
 	Message        string `json:"message"`
@@ -353,12 +354,16 @@ type announcementListJSON struct {
 }
 
 func announcementView(a channel.Announcement) announcementJSON {
-	return announcementJSON{AnnouncementID: a.AnnouncementID, Bank: a.Bank, StartsAt: formatAPITime(a.StartsAt),
+	scope := scopeBank
+	if a.Bank == "" {
+		scope = scopePlatform
+	}
+	return announcementJSON{AnnouncementID: a.AnnouncementID, Scope: scope, Bank: a.Bank, StartsAt: formatAPITime(a.StartsAt),
 		EndsAt: formatAPITime(a.EndsAt), Message: a.Message, Source: a.Source}
 }
 
-// handleAnnouncements lists the banks' maintenance windows, current and
-// ahead; public, like the cashier that shows them.
+// handleAnnouncements lists the maintenance windows of the platform and of
+// the banks, current and ahead; public, like the cashier that shows them.
 func (s *Server) handleAnnouncements(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	as := s.svc.Channels.Announcements()
 	resp := announcementListJSON{Data: make([]announcementJSON, 0, len(as))}
@@ -370,6 +375,7 @@ func (s *Server) handleAnnouncements(w nethttp.ResponseWriter, r *nethttp.Reques
 }
 
 type announcementRequest struct {
+	Scope    string `json:"scope"` // "bank" (the default) or "platform"
 	Bank     string `json:"bank"`
 	StartsAt string `json:"starts_at"`
 	EndsAt   string `json:"ends_at"`
@@ -389,10 +395,15 @@ func (s *Server) handleCreateAnnouncement(w nethttp.ResponseWriter, r *nethttp.R
 	if err != nil {
 		return invalidRequest("ends_at", "ends_at must be an RFC 3339 time")
 	}
-	a, err := s.svc.Channels.Announce(r.Context(), req.Bank, starts, ends, req.Message)
+	bank, err := announcementBank(req.Scope, req.Bank)
 	if err != nil {
 		return err
 	}
+	a, err := s.svc.Channels.Announce(r.Context(), bank, starts, ends, req.Message)
+	if err != nil {
+		return err
+	}
+	s.windowsChanged()
 	writeJSON(w, nethttp.StatusCreated, announcementView(*a))
 	return nil
 }

@@ -76,7 +76,15 @@ func (s *Server) writeError(w nethttp.ResponseWriter, r *nethttp.Request, err er
 	e := s.apiError(r, err)
 	status := StatusOf(e.Code)
 	if status == nethttp.StatusTooManyRequests || status == nethttp.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", retryAfterSeconds)
+		retry := retryAfterSeconds
+		var rf *refusal
+		if errors.As(err, &rf) {
+			retry = retryAfterOf(rf.retry)
+		}
+		w.Header().Set("Retry-After", retry)
+	}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.code = e.Code // the limiter counts the request dropped if SYSTEM_BUSY
 	}
 	if status == nethttp.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="zhifu"`)

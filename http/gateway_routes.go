@@ -14,12 +14,12 @@ const gatewayPath = "/gateway.do"
 // gatewayRoutes registers the Alipay-compatible gateway, the signed bill
 // download links it hands out, and the cashier page its QR codes open.
 func (s *Server) gatewayRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("GET "+gatewayPath, s.handleGateway)
-	mux.HandleFunc("POST "+gatewayPath, s.handleGateway)
-	mux.HandleFunc("GET /v1/bills/download", s.api(s.handleBillDownload))
-	mux.HandleFunc("GET /cashier/{trade_no}", s.handleCashier)
-	mux.HandleFunc("POST /cashier/{trade_no}", s.handleCashierPay)
-	mux.HandleFunc("POST /v1/admin/gateway/keys/rotate", s.admin(once(s.handleRotateKeys)))
+	s.handleFunc(mux, "GET "+gatewayPath, s.handleGateway)
+	s.handleFunc(mux, "POST "+gatewayPath, s.handleGateway)
+	s.handleFunc(mux, "GET /v1/bills/download", s.api(s.handleBillDownload))
+	s.handleFunc(mux, "GET /cashier/{trade_no}", s.handleCashier)
+	s.handleFunc(mux, "POST /cashier/{trade_no}", s.handleCashierPay)
+	s.handleFunc(mux, "POST /v1/admin/gateway/keys/rotate", s.admin(once(s.handleRotateKeys)))
 }
 
 // handleRotateKeys retires the platform's gateway key pair and makes a new

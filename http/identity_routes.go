@@ -9,10 +9,10 @@ import (
 
 // identityRoutes registers users, sessions and merchants.
 func (s *Server) identityRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("POST /v1/users", s.admin(once(s.handleCreateUser)))
-	mux.HandleFunc("POST /v1/merchants", s.admin(once(s.handleCreateMerchant)))
-	mux.HandleFunc("POST /v1/sessions", s.api(s.handleLogin))
-	mux.HandleFunc("GET /v1/merchant", s.merchant(s.handleGetMerchant))
+	s.handleFunc(mux, "POST /v1/users", s.admin(once(s.handleCreateUser)))
+	s.handleFunc(mux, "POST /v1/merchants", s.admin(once(s.handleCreateMerchant)))
+	s.handleFunc(mux, "POST /v1/sessions", s.api(s.handleLogin))
+	s.handleFunc(mux, "GET /v1/merchant", s.merchant(s.handleGetMerchant))
 }
 
 type createUserRequest struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"zhifu"
+	"zhifu/admission"
 	"zhifu/ledger"
 )
 
@@ -26,6 +27,12 @@ type metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// Admission, by class (and reason).
+	admitted  *prometheus.CounterVec
+	queued    *prometheus.CounterVec
+	shed      *prometheus.CounterVec
+	queueWait *prometheus.HistogramVec
 }
 
 func newMetrics(b *ledger.Batcher) *metrics {
@@ -41,6 +48,33 @@ func newMetrics(b *ledger.Batcher) *metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "status"}),
 	}
+	m.admitted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zhifu_admission_admitted_total",
+		Help: "Requests let in under the concurrency limit, by class.",
+	}, []string{"class"})
+	m.queued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zhifu_admission_queued_total",
+		Help: "Requests that waited in their class's queue, by class.",
+	}, []string{"class"})
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zhifu_admission_shed_total",
+		Help: "Requests refused with Retry-After, by class and reason.",
+	}, []string{"class", "reason"})
+	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "zhifu_admission_queue_wait_seconds",
+		Help:    "Time requests waited in their class's queue, by class.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"class"})
+	for c := range admission.Classes {
+		name := admission.Class(c).String()
+		m.admitted.WithLabelValues(name)
+		m.queued.WithLabelValues(name)
+		m.queueWait.WithLabelValues(name)
+		for _, reason := range admission.Reasons {
+			m.shed.WithLabelValues(name, string(reason))
+		}
+	}
+	m.registry.MustRegister(m.admitted, m.queued, m.shed, m.queueWait)
 	m.registry.MustRegister(m.requests, m.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -74,14 +108,37 @@ func batcherCollectors(st *ledger.BatcherStats) []prometheus.Collector {
 	}
 }
 
+// limiterCollectors export the limiter's state, read at scrape time.
+func limiterCollectors(l *admission.Limiter) []prometheus.Collector {
+	out := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "zhifu_admission_limit",
+		Help: "The adaptive limit on requests in progress.",
+	}, func() float64 { return float64(l.Stats().Limit) })}
+	for c := range admission.Classes {
+		labels := prometheus.Labels{"class": admission.Class(c).String()}
+		out = append(out,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_admission_in_flight",
+				Help: "Requests in progress under the limit, by class.", ConstLabels: labels},
+				func() float64 { return float64(l.Stats().InFlight[c]) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_admission_queue_length",
+				Help: "Requests waiting in their class's queue, by class.", ConstLabels: labels},
+				func() float64 { return float64(l.Stats().Queued[c]) }))
+	}
+	return out
+}
+
 func (m *metrics) handler() nethttp.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// statusWriter remembers the status a handler wrote.
+// statusWriter remembers the status a handler wrote, and carries the
+// request's admission from the route (admit) to its handler (enter).
 type statusWriter struct {
 	nethttp.ResponseWriter
-	status int
+	status  int
+	code    string          // the API error code answered, if any
+	class   admission.Class // set with pending by admit
+	pending bool            // admission waits for the caller to be known
 }
 
 func (w *statusWriter) WriteHeader(status int) {

@@ -11,17 +11,17 @@ import (
 // operatorRoutes registers operators, their sessions, approvals and the
 // audit log.
 func (s *Server) operatorRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("POST /v1/admin/operators", s.admin(once(s.handleCreateOperator)))
-	mux.HandleFunc("GET /v1/admin/operators", s.admin(s.handleListOperators))
-	mux.HandleFunc("POST /v1/admin/sessions", s.api(s.handleOperatorLogin))
-	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.handleAuditLog))
+	s.handleFunc(mux, "POST /v1/admin/operators", s.admin(once(s.handleCreateOperator)))
+	s.handleFunc(mux, "GET /v1/admin/operators", s.admin(s.handleListOperators))
+	s.handleFunc(mux, "POST /v1/admin/sessions", s.api(s.handleOperatorLogin))
+	s.handleFunc(mux, "GET /v1/admin/audit", s.admin(s.handleAuditLog))
 	if s.svc.Approvals == nil {
 		return
 	}
-	mux.HandleFunc("GET /v1/admin/approvals", s.admin(s.handleListApprovals))
-	mux.HandleFunc("GET /v1/admin/approvals/{approval_id}", s.admin(s.handleGetApproval))
-	mux.HandleFunc("POST /v1/admin/approvals/{approval_id}/approve", s.admin(s.handleApprove))
-	mux.HandleFunc("POST /v1/admin/approvals/{approval_id}/reject", s.admin(s.handleReject))
+	s.handleFunc(mux, "GET /v1/admin/approvals", s.admin(s.handleListApprovals))
+	s.handleFunc(mux, "GET /v1/admin/approvals/{approval_id}", s.admin(s.handleGetApproval))
+	s.handleFunc(mux, "POST /v1/admin/approvals/{approval_id}/approve", s.admin(s.handleApprove))
+	s.handleFunc(mux, "POST /v1/admin/approvals/{approval_id}/reject", s.admin(s.handleReject))
 }
 
 type operatorJSON struct {

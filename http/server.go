@@ -1,11 +1,15 @@
 // Package http serves zhifu's API over HTTP: routing on the standard
 // library's ServeMux, JSON in and out, the one table from API error codes to
-// HTTP status, admin authentication, request logging and Prometheus metrics.
+// HTTP status, admin authentication, admission at the edge (every route's
+// class, per-caller rates, the adaptive concurrency limit from package
+// admission, platform maintenance windows, bounded connections and
+// timeouts), request logging and Prometheus metrics.
 // It decides nothing about money itself; it parses, checks the caller, and
 // hands the request to the ledger or a service.
 package http
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -18,19 +22,24 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"zhifu"
 	"zhifu/idempotency"
 	"zhifu/ledger"
 )
 
-// Limits and timeouts of the HTTP server.
+// Limits and timeouts of the HTTP server. A client that sends its headers
+// or its body slowly, or holds a connection idle, is cut within these.
 const (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 30 * time.Second
 	writeTimeout      = 60 * time.Second
-	idleTimeout       = 120 * time.Second
+	idleTimeout       = 60 * time.Second
 	headerBytesMax    = 64 << 10
+	// ConnsMaxDefault bounds the connections open at once; past it new
+	// connections wait in the listen backlog until one closes.
+	ConnsMaxDefault = 10_000
 	// requestTimeout bounds how long one request may wait on the ledger. It
 	// is below writeTimeout so the client always gets an answer.
 	requestTimeout = 30 * time.Second
@@ -50,6 +59,14 @@ type Config struct {
 	// Idempotency keeps the Idempotency-Key rules; nil makes one over
 	// Ledger and Batcher that Close stops.
 	Idempotency *idempotency.Keeper
+	// Admission: the concurrency limit, its queues and the per-caller
+	// rates. The zero value takes the defaults.
+	Admission AdmissionConfig
+	// ConnsMax bounds open connections (0: ConnsMaxDefault).
+	ConnsMax int
+	// ReadHeaderTimeout and IdleTimeout replace the defaults when set, so a
+	// test can watch a slow client being cut.
+	ReadHeaderTimeout, IdleTimeout time.Duration
 }
 
 // Server is zhifu's HTTP server.
@@ -66,8 +83,12 @@ type Server struct {
 	ownsIdem  bool
 
 	metrics  *metrics
+	edge     *edge
 	handler  nethttp.Handler
 	draining atomic.Bool
+
+	connsMax                       int
+	readHeaderTimeout, idleTimeout time.Duration
 
 	ln        net.Listener
 	srv       *nethttp.Server
@@ -103,6 +124,13 @@ func NewServer(c Config) *Server {
 		s.adminHash, s.hasAdmin = sha256.Sum256([]byte(c.AdminToken)), true
 	}
 	s.metrics = newMetrics(s.batcher)
+	s.edge = newEdge(c.Admission)
+	if s.edge.limiter != nil {
+		s.metrics.registry.MustRegister(limiterCollectors(s.edge.limiter)...)
+	}
+	s.connsMax = cmp.Or(c.ConnsMax, ConnsMaxDefault)
+	s.readHeaderTimeout = cmp.Or(c.ReadHeaderTimeout, readHeaderTimeout)
+	s.idleTimeout = cmp.Or(c.IdleTimeout, idleTimeout)
 	s.handler = s.instrument(s.routes())
 	return s
 }
@@ -110,16 +138,16 @@ func NewServer(c Config) *Server {
 // routes registers every endpoint on a ServeMux with method patterns.
 func (s *Server) routes() *nethttp.ServeMux {
 	mux := nethttp.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.handleHealthz)
-	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
+	s.handleFunc(mux, "GET /healthz", s.handleHealthz)
+	s.handleFunc(mux, "GET /readyz", s.handleReadyz)
+	s.handle(mux, "GET /metrics", s.metrics.handler())
+	s.handleFunc(mux, "GET /openapi.json", s.handleOpenAPI)
 
-	mux.HandleFunc("POST /v1/admin/ledger/accounts", s.admin(s.handleCreateAccounts))
-	mux.HandleFunc("POST /v1/admin/ledger/transfers", s.admin(s.handleCreateTransfers))
-	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}", s.admin(s.handleGetAccount))
-	mux.HandleFunc("GET /v1/admin/ledger/accounts/{id}/entries", s.admin(s.handleListEntries))
-	mux.HandleFunc("GET /v1/admin/ledger/check", s.admin(s.handleCheck))
+	s.handleFunc(mux, "POST /v1/admin/ledger/accounts", s.admin(s.handleCreateAccounts))
+	s.handleFunc(mux, "POST /v1/admin/ledger/transfers", s.admin(s.handleCreateTransfers))
+	s.handleFunc(mux, "GET /v1/admin/ledger/accounts/{id}", s.admin(s.handleGetAccount))
+	s.handleFunc(mux, "GET /v1/admin/ledger/accounts/{id}/entries", s.admin(s.handleListEntries))
+	s.handleFunc(mux, "GET /v1/admin/ledger/check", s.admin(s.handleCheck))
 
 	if s.svc.Identity != nil {
 		s.identityRoutes(mux)
@@ -139,7 +167,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 	}
 
 	// Anything else gets the API's error shape rather than the mux's text.
-	mux.HandleFunc("/", func(w nethttp.ResponseWriter, r *nethttp.Request) {
+	s.handleFunc(mux, "/", func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		s.writeError(w, r, zhifu.Errorf(zhifu.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux
@@ -175,15 +203,16 @@ func (s *Server) Open() error {
 	s.ln = ln
 	s.srv = &nethttp.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadHeaderTimeout: s.readHeaderTimeout,
+		ReadTimeout:       max(readTimeout, s.readHeaderTimeout),
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    headerBytesMax,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	limited := netutil.LimitListener(ln, s.connsMax)
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+		if err := s.srv.Serve(limited); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 			s.logger.Error("http serve stopped", slog.Any("err", err))
 		}
 	}()

@@ -16,19 +16,19 @@ const tradeListLimitDefault = 20
 
 // tradeRoutes registers trades, refunds, payment codes and bills.
 func (s *Server) tradeRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("POST /v1/trades", s.merchant(s.handleCreateTrade))
-	mux.HandleFunc("GET /v1/trades", s.merchant(s.handleFindTrades))
-	mux.HandleFunc("GET /v1/trades/{trade_no}", s.merchant(s.handleGetTrade))
-	mux.HandleFunc("POST /v1/trades/{trade_no}/close", s.merchant(s.handleCloseTrade))
-	mux.HandleFunc("POST /v1/trades/{trade_no}/collect", s.merchant(s.handleCollect))
-	mux.HandleFunc("POST /v1/trades/{trade_no}/ship", s.merchant(s.handleShip))
-	mux.HandleFunc("POST /v1/trades/{trade_no}/refunds", s.merchant(s.handleRefund))
-	mux.HandleFunc("GET /v1/trades/{trade_no}/refunds/{out_request_no}", s.merchant(s.handleGetRefund))
-	mux.HandleFunc("GET /v1/bills", s.merchant(s.handleBill))
+	s.handleFunc(mux, "POST /v1/trades", s.merchant(s.handleCreateTrade))
+	s.handleFunc(mux, "GET /v1/trades", s.merchant(s.handleFindTrades))
+	s.handleFunc(mux, "GET /v1/trades/{trade_no}", s.merchant(s.handleGetTrade))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/close", s.merchant(s.handleCloseTrade))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/collect", s.merchant(s.handleCollect))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/ship", s.merchant(s.handleShip))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/refunds", s.merchant(s.handleRefund))
+	s.handleFunc(mux, "GET /v1/trades/{trade_no}/refunds/{out_request_no}", s.merchant(s.handleGetRefund))
+	s.handleFunc(mux, "GET /v1/bills", s.merchant(s.handleBill))
 
-	mux.HandleFunc("POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
-	mux.HandleFunc("POST /v1/trades/{trade_no}/confirm", s.user(s.handleConfirm))
-	mux.HandleFunc("POST /v1/paycodes", s.user(s.handleNewPayCode))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
+	s.handleFunc(mux, "POST /v1/trades/{trade_no}/confirm", s.user(s.handleConfirm))
+	s.handleFunc(mux, "POST /v1/paycodes", s.user(s.handleNewPayCode))
 }
 
 // writeTrade answers a move with the whole trade.

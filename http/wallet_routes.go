@@ -12,10 +12,10 @@ import (
 
 // walletRoutes registers wallets, deposits, transfers and statements.
 func (s *Server) walletRoutes(mux *nethttp.ServeMux) {
-	mux.HandleFunc("GET /v1/wallet", s.user(s.handleGetWallet))
-	mux.HandleFunc("POST /v1/admin/deposits", s.admin(s.handleCreateDeposit))
-	mux.HandleFunc("POST /v1/transfers", s.user(s.handleCreateTransfer))
-	mux.HandleFunc("GET /v1/statement", s.user(s.handleGetStatement))
+	s.handleFunc(mux, "GET /v1/wallet", s.user(s.handleGetWallet))
+	s.handleFunc(mux, "POST /v1/admin/deposits", s.admin(s.handleCreateDeposit))
+	s.handleFunc(mux, "POST /v1/transfers", s.user(s.handleCreateTransfer))
+	s.handleFunc(mux, "GET /v1/statement", s.user(s.handleGetStatement))
 }
 
 type walletJSON struct {

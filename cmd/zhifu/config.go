@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"zhifu"
+	"zhifu/admission"
+	zhttp "zhifu/http"
 	"zhifu/ledger"
 	"zhifu/postgres"
 	"zhifu/sqlite"
@@ -53,7 +55,7 @@ type serveFlag struct {
 }
 
 func (m *Main) serveFlags() []serveFlag {
-	return []serveFlag{
+	return append([]serveFlag{
 		{"addr", "ZHIFU_ADDR", "HTTP listen address", &m.Addr, addrDefault},
 		{"db", "ZHIFU_DB", "database: sqlite:///abs/path.db, sqlite://relative/path.db or postgres://… (default sqlite://<data>/" + dbFileName + ")", &m.DB, ""},
 		{"admin-token", "ZHIFU_ADMIN_TOKEN", "operator bearer token (default: read or generate <data>/" + adminTokenFile + ")", &m.adminToken, ""},
@@ -64,7 +66,7 @@ func (m *Main) serveFlags() []serveFlag {
 		{"bank-capacity", "ZHIFU_BANK_CAPACITY", "calls per second the platform allows itself at each bank: 500, or ICBC=500,CMB=300", &m.BankCapacity, ""},
 		{"public-url", "ZHIFU_PUBLIC_URL", "the platform's root URL as the banks reach it, for their callbacks (default: the listen URL)", &m.PublicURL, ""},
 		{"notify-allow-cidrs", "ZHIFU_NOTIFY_ALLOW_CIDRS", "networks merchant notifications may go to although private or loopback, such as 10.20.0.0/16,127.0.0.1/32, or none (default: loopback with SQLite, none with PostgreSQL)", &m.NotifyAllowCIDRs, ""},
-	}
+	}, m.edgeFlags()...)
 }
 
 // notifyAllowLoopback is what --notify-allow-cidrs defaults to on SQLite,
@@ -135,7 +137,7 @@ func (m *Main) parseServeFlags(args []string) error {
 	if m.DB == "" {
 		m.DB = "sqlite://" + filepath.Join(m.DataDir, dbFileName)
 	}
-	return nil
+	return m.parseEdgeFlags()
 }
 
 // parseFlagSet parses one subcommand's flags, the environment filling in
@@ -382,4 +384,58 @@ func readAdminToken(path string) (string, error) {
 		return "", fmt.Errorf("admin token file %s is empty: delete it to generate a new token", path)
 	}
 	return tok, nil
+}
+
+// edgeFlags are admission control's flags as given, and what they parse to.
+type edgeFlags struct {
+	admission, rateMerchant, rateUser, rateAddress, conns string
+
+	config   zhttp.AdmissionConfig
+	connsMax int
+}
+
+// edgeFlagsMax bounds a per-caller rate and the connection limit.
+const edgeFlagsMax = 1_000_000
+
+func (m *Main) edgeFlags() []serveFlag {
+	e := &m.edge
+	return []serveFlag{
+		{"admission", "ZHIFU_ADMISSION", "admission control: on (an adaptive concurrency limit with priorities) or off (every request served as it comes)", &e.admission, "on"},
+		{"rate-merchant", "ZHIFU_RATE_MERCHANT", "requests a second one merchant may make, in bursts of twice as many; 0 is no limit", &e.rateMerchant, strconv.Itoa(zhttp.MerchantRateDefault)},
+		{"rate-user", "ZHIFU_RATE_USER", "requests a second one user may make, in bursts of twice as many; 0 is no limit", &e.rateUser, strconv.Itoa(zhttp.UserRateDefault)},
+		{"rate-address", "ZHIFU_RATE_ADDRESS", "requests a second one client address may make to the routes without a login or signature, in bursts of twice as many; 0 is no limit", &e.rateAddress, strconv.Itoa(zhttp.AddressRateDefault)},
+		{"conns-max", "ZHIFU_CONNS_MAX", "connections open at once; more wait until one closes", &e.conns, strconv.Itoa(zhttp.ConnsMaxDefault)},
+	}
+}
+
+// parseEdgeFlags checks admission control's flags.
+func (m *Main) parseEdgeFlags() error {
+	e := &m.edge
+	switch e.admission {
+	case "on":
+	case "off":
+		e.config.Off = true
+	default:
+		return fmt.Errorf("--admission %q: want on or off", e.admission)
+	}
+	for _, f := range []struct {
+		name, v string
+		dst     *admission.Rate
+	}{{"rate-merchant", e.rateMerchant, &e.config.Merchant}, {"rate-user", e.rateUser, &e.config.User},
+		{"rate-address", e.rateAddress, &e.config.Address}} {
+		n, err := strconv.ParseFloat(f.v, 64)
+		if err != nil || !(n >= 0 && n <= edgeFlagsMax) {
+			return fmt.Errorf("--%s %q: want requests a second from 0 to %d", f.name, f.v, edgeFlagsMax)
+		}
+		f.dst.PerSecond = n
+		if n == 0 {
+			f.dst.PerSecond = -1 // no limit
+		}
+	}
+	n, err := strconv.Atoi(e.conns)
+	if err != nil || n < 1 || n > edgeFlagsMax {
+		return fmt.Errorf("--conns-max %q: want a number of connections from 1 to %d", e.conns, edgeFlagsMax)
+	}
+	e.connsMax = n
+	return nil
 }

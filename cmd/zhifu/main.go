@@ -134,6 +134,9 @@ type Main struct {
 	bankSecrets map[string]string
 	banksURL    string
 
+	// edge is admission control's configuration (config.go).
+	edge edgeFlags
+
 	// command is the subcommand ParseFlags read: "serve", "banksim" or
 	// "bench".
 	command string
@@ -291,6 +294,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
+		Admission: m.edge.config,
+		ConnsMax:  m.edge.connsMax,
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	// The server binds the address itself: hand the port over.
