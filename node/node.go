@@ -90,6 +90,8 @@ type Config struct {
 	Store  ledger.Store
 	Clock  zhifu.Clock // the times written in the rows
 	Logger *slog.Logger
+	// ID is the incarnation's id, from NewID; empty makes one.
+	ID string
 	// Addr and DataDir describe the process in its row; DataDir (absolute)
 	// is locked by the process, so a row of the same host and folder that
 	// still says running is a dead process's.
@@ -164,10 +166,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.StaleAfter = StaleAfterDefault
 	}
 	cfg.StaleAfter = max(cfg.StaleAfter, staleBeatsMin*cfg.BeatInterval)
-	b := make([]byte, 8)
-	rand.Read(b)
+	if cfg.ID == "" {
+		cfg.ID = NewID()
+	}
 	host, _ := os.Hostname()
-	n := &Node{cfg: cfg, id: "n-" + hex.EncodeToString(b), host: host, jobs: make(map[string]Job),
+	n := &Node{cfg: cfg, id: cfg.ID, host: host, jobs: make(map[string]Job),
 		state: Running, held: make(map[string]*holding), seen: make(map[string]sighting),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	for _, j := range cfg.Jobs {
@@ -181,8 +184,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// NewID returns a new incarnation id: "n-" and 16 random hex digits.
+func NewID() string {
+	b := make([]byte, 8)
+	rand.Read(b) // never fails (crypto/rand's documented contract)
+	return "n-" + hex.EncodeToString(b)
+}
+
 // ID returns the incarnation's id.
 func (n *Node) ID() string { return n.id }
+
+// Holding reports whether this node holds the lease and may run its job
+// now: it is neither handing it back nor too long without a beat.
+func (n *Node) Holding(lease string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	h := n.held[lease]
+	return h != nil && h.cancel != nil && !h.releasing && n.validLocked(n.cfg.Now())
+}
 
 // register writes the incarnation's row, makes sure every job's lease row
 // exists, and marks dead the earlier incarnations of this data folder.

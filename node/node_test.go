@@ -224,4 +224,3 @@ func (n *Node) crash() {
 		<-h.done
 	}
 }
-
