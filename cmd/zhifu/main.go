@@ -133,7 +133,7 @@ type Main struct {
 	// (empty: node.StaleAfterDefault).
 	DrainWait      string
 	NodeStaleAfter string
-	banksSecrets  string
+	banksSecrets   string
 	// bankSecrets and banksURL are what Run resolved them to.
 	bankSecrets map[string]string
 	banksURL    string
