@@ -377,7 +377,7 @@ func (rt *retrier) send(method, path string, auth func(body string) string, key 
 		if rt.abort.Load() {
 			return 0, nil, errors.New("aborted")
 		}
-		if time.Now().After(deadline) {
+		if attempt > 1 && time.Now().After(deadline) {
 			return 0, nil, fmt.Errorf("%s %s (key %s): no final answer in %v, %d attempts", method, path, key, rt.budget, attempt-1)
 		}
 		req, err := http.NewRequest(method, rt.url+path, strings.NewReader(b))
