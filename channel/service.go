@@ -180,6 +180,9 @@ type Service struct {
 	// kick or a poll that handed out work.
 	quiet atomic.Bool
 
+	// pace is which banks this node leads, among several (pace.go).
+	pace pace
+
 	announceMu    sync.RWMutex
 	announcements []Announcement // the operator's, ending after the last refresh
 }

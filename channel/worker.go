@@ -160,6 +160,9 @@ func (s *Service) poll(ctx context.Context) {
 // withdrawals, as far as its breaker and background bucket allow; it
 // returns how much it handed out or started.
 func (s *Service) pollBank(ctx context.Context, b *bank, now time.Time) (int, error) {
+	if !s.leads(b) {
+		return 0, nil // another node does this bank's background work (pace.go)
+	}
 	if err := s.recover(ctx, b, now); err != nil {
 		return 0, err
 	}

@@ -67,6 +67,9 @@ type Config struct {
 	// ReadHeaderTimeout and IdleTimeout replace the defaults when set, so a
 	// test can watch a slow client being cut.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// Node names this process (its incarnation, package node) in every
+	// answer's Zhifu-Node header; empty sends none.
+	Node string
 }
 
 // Server is zhifu's HTTP server.
@@ -131,9 +134,24 @@ func NewServer(c Config) *Server {
 	s.connsMax = cmp.Or(c.ConnsMax, ConnsMaxDefault)
 	s.readHeaderTimeout = cmp.Or(c.ReadHeaderTimeout, readHeaderTimeout)
 	s.idleTimeout = cmp.Or(c.IdleTimeout, idleTimeout)
-	s.handler = s.instrument(s.routes())
+	h := s.instrument(s.routes())
+	s.handler = nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if c.Node != "" {
+			w.Header().Set("Zhifu-Node", c.Node)
+		}
+		if s.draining.Load() {
+			// Keep-alive clients move to another node for the next
+			// request.
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 	return s
 }
+
+// Drain turns /readyz 503 at once while the server goes on serving, so a
+// load balancer moves traffic away before Close stops listening.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // routes registers every endpoint on a ServeMux with method patterns.
 func (s *Server) routes() *nethttp.ServeMux {

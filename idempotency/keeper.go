@@ -63,6 +63,9 @@ type Config struct {
 	Reader  ledger.Querier
 	Clock   zhifu.Clock
 	Logger  *slog.Logger
+	// ExternalSweep says the caller runs RunSweeps itself (on one node of
+	// several, under a lease): New starts no sweeper of its own.
+	ExternalSweep bool
 }
 
 // Keeper runs keyed requests under the rules described in the package doc.
@@ -84,8 +87,8 @@ type entry struct {
 	resp *Response
 }
 
-// New returns a keeper and starts its sweeper of expired keys; Close stops
-// it.
+// New returns a keeper and, unless Config.ExternalSweep, starts its
+// sweeper of expired keys; Close stops it.
 func New(cfg Config) *Keeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -95,7 +98,11 @@ func New(cfg Config) *Keeper {
 	}
 	k := &Keeper{cfg: cfg, inflight: make(map[string]*entry),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	go k.sweepLoop()
+	if cfg.ExternalSweep {
+		close(k.done)
+	} else {
+		go k.sweepLoop()
+	}
 	return k
 }
 

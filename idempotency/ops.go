@@ -135,14 +135,24 @@ func (o *sweepOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferR
 
 func (k *Keeper) sweepLoop() {
 	defer close(k.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-k.stop
+		cancel()
+	}()
+	k.RunSweeps(ctx)
+}
+
+// RunSweeps sweeps expired keys every sweepInterval until ctx ends.
+func (k *Keeper) RunSweeps(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-k.stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := k.Sweep(context.Background()); err != nil {
+			if err := k.Sweep(ctx); err != nil && ctx.Err() == nil {
 				k.cfg.Logger.Warn("idempotency sweep", "err", err)
 			}
 		}

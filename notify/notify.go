@@ -157,6 +157,10 @@ type Config struct {
 	// Observe, if set, is called after each attempt's outcome is recorded.
 	// It runs on the delivering goroutine and must not block.
 	Observe func(Attempt)
+	// Holder names this process (its node incarnation) on the rows it
+	// claims, so that its leases are freed at once if it dies
+	// (ReleaseHolder).
+	Holder string
 }
 
 // Worker delivers the outbox.
@@ -166,6 +170,7 @@ type Worker struct {
 	log     *slog.Logger
 	client  *nethttp.Client
 	sign    func(url.Values) (url.Values, error)
+	holder  string // written in leased_by
 	observe func(Attempt)
 	secrets secretCache
 
@@ -191,6 +196,7 @@ func New(cfg Config) *Worker {
 		log:            cfg.Logger,
 		sign:           cfg.AlipaySigner,
 		observe:        cfg.Observe,
+		holder:         cfg.Holder,
 		perMerchant:    make(map[string]int),
 		perDestination: make(map[string]int),
 		delivering:     make(map[string]bool),
@@ -302,9 +308,9 @@ func (w *Worker) dispatch(ctx context.Context, wg *sync.WaitGroup, delivered *at
 		}
 		// The claim succeeds only if nobody has attempted or claimed the
 		// row since we read it: attempts and lease_until act as its version.
-		n, err := w.q.Exec(ctx, `UPDATE notifications SET lease_until = ?
+		n, err := w.q.Exec(ctx, `UPDATE notifications SET lease_until = ?, leased_by = ?
 			WHERE notify_id = ? AND status = 'pending' AND attempts = ? AND lease_until = ? AND next_attempt_at <= ?`,
-			lease, r.NotifyID, r.attempts, r.leaseUntil, now.UnixNano())
+			lease, w.holder, r.NotifyID, r.attempts, r.leaseUntil, now.UnixNano())
 		if err != nil || n == 0 {
 			w.release(r)
 			if err != nil {

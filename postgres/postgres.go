@@ -9,7 +9,11 @@
 // locks taken in ascending account id order (SELECT ... FOR UPDATE), which
 // cannot deadlock; the conflicts the database may still report (serialisation
 // failures, deadlocks, duplicate keys from two processes creating the same id)
-// make Update run the transaction again from the start.
+// make Update run the transaction again from the start, and so does a
+// connection lost before COMMIT was sent. A multi-host URL
+// (postgres://h1:5432,h2:5432/db?target_session_attrs=read-write) makes the
+// pool dial, after a failover, whichever host now takes writes; a COMMIT
+// whose answer was lost is reported, never run again.
 package postgres
 
 import (
@@ -17,9 +21,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +57,9 @@ const (
 	// collided do not collide again in step.
 	retryBackoffMin = 2 * time.Millisecond
 	retryBackoffMax = 100 * time.Millisecond
+	// connectTimeout bounds dialling one host when the URL sets no
+	// connect_timeout.
+	connectTimeout = 5 * time.Second
 	// migrationLockKey is the pg_advisory_xact_lock key that serialises
 	// processes applying migrations at once ("zhifu" in ASCII, then 1).
 	migrationLockKey int64 = 0x7a68696675_0001
@@ -60,6 +70,13 @@ const (
 	sqlstateSerializationFailure = "40001"
 	sqlstateDeadlockDetected     = "40P01"
 	sqlstateUniqueViolation      = "23505"
+	// The server going away, or a standby that does not take writes (a
+	// connection made to it before a failover).
+	sqlstateAdminShutdown            = "57P01"
+	sqlstateCrashShutdown            = "57P02"
+	sqlstateCannotConnectNow         = "57P03"
+	sqlstateReadOnlyTransaction      = "25006"
+	sqlstateConnectionExceptionClass = "08"
 )
 
 // DB is the PostgreSQL ledger store. It implements ledger.Store and is safe
@@ -80,6 +97,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
 	}
 	cfg.MaxConns = poolConnsMax
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A host that does not answer (a multi-host URL's dead primary)
+		// is given up on soon, for the next.
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
 	// Durability is not negotiable, whatever the server's or database's
 	// default: a commit that returned must survive a crash.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
@@ -208,26 +230,50 @@ func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
+		return &commitError{err}
 	}
 	return nil
 }
 
-// retryable reports whether err is a conflict with another transaction that
-// running the transaction again may resolve.
+// commitError is a failed COMMIT: whether the transaction committed is not
+// known, so it is never run again here.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "postgres: commit: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+// retryable reports whether running the transaction again may succeed: a
+// conflict with another transaction, or a connection lost (the server
+// restarting, a standby being promoted) before COMMIT was sent, when the
+// transaction certainly did not commit and the pool dials again, through
+// every host of a multi-host URL to the one that takes writes.
 func retryable(err error) bool {
-	if errors.Is(err, ledger.ErrConflict) {
+	var ce *commitError
+	switch {
+	case errors.As(err, &ce), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.Is(err, ledger.ErrConflict):
 		return true
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
-		return false
+		return connectionLost(err)
 	}
 	switch pgErr.Code {
-	case sqlstateSerializationFailure, sqlstateDeadlockDetected, sqlstateUniqueViolation:
+	case sqlstateSerializationFailure, sqlstateDeadlockDetected, sqlstateUniqueViolation,
+		sqlstateAdminShutdown, sqlstateCrashShutdown, sqlstateCannotConnectNow, sqlstateReadOnlyTransaction:
 		return true
 	}
-	return false
+	return strings.HasPrefix(pgErr.Code, sqlstateConnectionExceptionClass)
+}
+
+// connectionLost reports whether err is the connection failing rather than
+// the database refusing.
+func connectionLost(err error) bool {
+	var ne net.Error
+	var connect *pgconn.ConnectError
+	return pgconn.SafeToRetry(err) || errors.As(err, &connect) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // backoff is the pause after the given failed attempt (1-based): doubling

@@ -15,7 +15,10 @@ import (
 // due time (a column written with the trade) has passed, and each due trade
 // is moved by the same kind of op as the API's, which checks again under
 // the trade's lock. A restart therefore loses nothing, and a trade moved by
-// a request (or another node) meanwhile is simply skipped.
+// a request (or another node) meanwhile is simply skipped. With several
+// nodes on one database, Run runs on one of them at a time, under a node
+// lease (package node); should two overlap for a moment while the lease is
+// handed over, that recheck still moves each trade once.
 const (
 	// tickInterval is how often Run looks for due trades (real time).
 	tickInterval = 200 * time.Millisecond

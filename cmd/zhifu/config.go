@@ -65,6 +65,8 @@ func (m *Main) serveFlags() []serveFlag {
 		{"banks-scenario", "ZHIFU_BANKS_SCENARIO", "scenario file (JSON, see package banksim) for the in-process banks", &m.BanksScenario, ""},
 		{"bank-capacity", "ZHIFU_BANK_CAPACITY", "calls per second the platform allows itself at each bank: 500, or ICBC=500,CMB=300", &m.BankCapacity, ""},
 		{"public-url", "ZHIFU_PUBLIC_URL", "the platform's root URL as the banks reach it, for their callbacks (default: the listen URL)", &m.PublicURL, ""},
+		{"drain-wait", "ZHIFU_DRAIN_WAIT", "on SIGTERM, how long to go on serving while /readyz answers 503, for a load balancer to move traffic away (such as 5s)", &m.DrainWait, ""},
+		{"node-stale-after", "ZHIFU_NODE_STALE_AFTER", "how long another node's heartbeat may stay unchanged before its claims are freed (default 5s)", &m.NodeStaleAfter, ""},
 		{"notify-allow-cidrs", "ZHIFU_NOTIFY_ALLOW_CIDRS", "networks merchant notifications may go to although private or loopback, such as 10.20.0.0/16,127.0.0.1/32, or none (default: loopback with SQLite, none with PostgreSQL)", &m.NotifyAllowCIDRs, ""},
 	}, m.edgeFlags()...)
 }

@@ -29,8 +29,10 @@ import (
 	"zhifu/egress"
 	"zhifu/gateway"
 	zhttp "zhifu/http"
+	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
+	"zhifu/node"
 	"zhifu/notify"
 	"zhifu/trade"
 	"zhifu/wallet"
@@ -129,7 +131,14 @@ type Main struct {
 	// although private or loopback ("10.0.0.0/8,127.0.0.1/32" or "none");
 	// empty is loopback with SQLite and nothing with PostgreSQL.
 	NotifyAllowCIDRs string
-	banksSecrets     string
+	// DrainWait is how long a SIGTERM'd server goes on serving while
+	// /readyz says 503, for a load balancer to stop sending it requests
+	// (a duration; empty is none). NodeStaleAfter is how long another
+	// node's heartbeat may stay unchanged before its claims are freed
+	// (empty: node.StaleAfterDefault).
+	DrainWait      string
+	NodeStaleAfter string
+	banksSecrets   string
 	// bankSecrets and banksURL are what Run resolved them to.
 	bankSecrets map[string]string
 	banksURL    string
@@ -178,6 +187,12 @@ type Main struct {
 	egress  *egress.Guard
 	batcher *ledger.Batcher
 	server  *zhttp.Server
+	keeper  *idempotency.Keeper
+	// incarnation names this process's life among the nodes sharing the
+	// database; node is its heartbeat and leases.
+	incarnation string
+	node        *node.Node
+	drainWait   time.Duration
 
 	// Services, exposed so in-process tests can drive timers and workers.
 	Identity *identity.Service
@@ -260,6 +275,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.BanksURL != "" && m.banksSecrets == "" {
 		return errBanksSecretsRequired
 	}
+	var err error
+	if m.drainWait, err = durationSetting("drain-wait", m.DrainWait); err != nil {
+		return err
+	}
+	m.incarnation = node.NewID()
 	lock, err := lockDataDir(m.DataDir)
 	if err != nil {
 		return err
@@ -294,8 +314,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
-		Admission: m.edge.config,
-		ConnsMax:  m.edge.connsMax,
+		Admission:   m.edge.config,
+		ConnsMax:    m.edge.connsMax,
+		Idempotency: m.keeper,
+		Node:        m.incarnation,
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	// The server binds the address itself: hand the port over.
@@ -307,8 +329,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.saveSecrets(); err != nil {
 		return err
 	}
+	if err := m.startNode(ctx); err != nil {
+		return err
+	}
 	m.startChannels()
-	m.Logger.Info("listening", slog.String("url", m.server.URL()), slog.String("db", redactDB(m.DB)))
+	m.Logger.Info("listening", slog.String("url", m.server.URL()), slog.String("db", redactDB(m.DB)),
+		slog.String("incarnation", m.incarnation))
 	return nil
 }
 
@@ -325,10 +351,14 @@ func serverAddr(addr string, ln net.Listener) string {
 	return addr
 }
 
-// Close shuts down in dependency order: the server stops taking requests
-// and lets those in flight finish (they may be waiting on the batcher), then
-// the batcher commits what is queued, then the store closes. It may be
-// called more than once.
+// Close shuts down in dependency order. The server first says it is not
+// ready (and, with DrainWait, goes on serving that long for a load
+// balancer to notice); the node then hands back its leases, each as soon
+// as its job stopped, for other nodes to take at once, while the server
+// stops taking requests and lets those in flight finish (they may be
+// waiting on the batcher). Then the workers stop, the node is marked
+// stopped, the batcher commits what is queued, and the store closes. It
+// may be called more than once.
 func (m *Main) Close() error {
 	var errs []error
 	if m.banksClient != nil {
@@ -338,11 +368,29 @@ func (m *Main) Close() error {
 		m.banksClient.CloseIdleConnections()
 	}
 	if m.server != nil {
+		m.server.Drain()
+		if m.drainWait > 0 {
+			m.Logger.Info("draining: not ready, still serving", slog.Duration("for", m.drainWait))
+			time.Sleep(m.drainWait)
+		}
+	}
+	var drained sync.WaitGroup
+	if m.node != nil {
+		drained.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := m.node.Drain(ctx); err != nil {
+				m.Logger.Warn("node: drain", slog.Any("err", err))
+			}
+		})
+	}
+	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		errs = append(errs, m.server.Close(ctx))
 		cancel()
 		m.server = nil
 	}
+	drained.Wait()
 	if m.stopChannels != nil {
 		m.stopChannels()
 		m.channelWorkers.Wait()
@@ -352,6 +400,14 @@ func (m *Main) Close() error {
 		m.stopWorkers()
 		m.workers.Wait()
 		m.stopWorkers = nil
+	}
+	if m.keeper != nil {
+		m.keeper.Close()
+		m.keeper = nil
+	}
+	if m.node != nil {
+		errs = append(errs, m.node.Close())
+		m.node = nil
 	}
 	if m.Trades != nil {
 		m.Trades.UseCardPayer(nil)

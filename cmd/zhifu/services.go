@@ -20,7 +20,10 @@ import (
 	"zhifu/channel"
 	"zhifu/egress"
 	"zhifu/gateway"
+	"zhifu/idempotency"
 	"zhifu/identity"
+	"zhifu/ledger"
+	"zhifu/node"
 	"zhifu/notify"
 	"zhifu/trade"
 	"zhifu/wallet"
@@ -34,10 +37,9 @@ const platformAccountsTimeout = 30 * time.Second
 const bankCallbackTimeout = 5 * time.Second
 
 // startServices builds the business services over the store and batcher
-// and starts their background workers (trade timers, notification
-// delivery, expired nonces and sessions). It first makes sure the
-// platform's ledger accounts exist. Close stops the workers before the
-// batcher.
+// and starts the background workers every node runs (notification
+// delivery, the gateway's keys). It first makes sure the platform's ledger
+// accounts exist. Close stops the workers before the batcher.
 func (m *Main) startServices() error {
 	if err := m.newEgress(); err != nil {
 		return err
@@ -65,14 +67,19 @@ func (m *Main) startServices() error {
 	m.Gateway = gateway.New(gateway.Config{Trades: m.Trades, Identity: m.Identity, Keys: keys, Clock: m.Clock,
 		Logger: m.Logger, BaseURL: m.URL})
 	ncfg := notify.Config{Store: m.store, Clock: m.Clock, Logger: m.Logger, Egress: m.egress,
-		AlipaySigner: keys.SignNotification}
+		AlipaySigner: keys.SignNotification, Holder: m.incarnation}
 	if m.ConfigureNotify != nil {
 		m.ConfigureNotify(&ncfg)
 	}
 	m.Notify = notify.New(ncfg)
+	m.keeper = idempotency.New(idempotency.Config{Batcher: m.batcher, Reader: m.store.Reader(), Clock: m.Clock,
+		Logger: m.Logger, ExternalSweep: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
-	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run, keys.Run} {
+	// Every node delivers notifications (each row is claimed under a
+	// lease of its own) and reloads the gateway's keys; the jobs that one
+	// node at a time runs start under the node's leases (startNode).
+	for _, run := range []func(context.Context){m.Notify.Run, keys.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
@@ -167,6 +174,57 @@ func (m *Main) newChannels() error {
 	}
 	m.Trades.UseCardPayer(m.Channels)
 	return nil
+}
+
+// nodeJobs are the jobs that one node at a time runs, each under a lease
+// of its name: the trade timers, the sweeps of expired nonces, sessions
+// and Idempotency-Keys, and each bank's background work.
+func (m *Main) nodeJobs() []node.Job {
+	jobs := []node.Job{
+		{Name: "trade-timers", Run: m.Trades.Run},
+		{Name: "identity-cleanup", Run: m.Identity.Run},
+		{Name: "idempotency-sweep", Run: m.keeper.RunSweeps},
+	}
+	for _, bank := range m.Channels.Banks() {
+		jobs = append(jobs, node.Job{Name: channel.BankLease(bank),
+			Run: func(ctx context.Context) { m.Channels.LeadBank(ctx, bank) }})
+	}
+	return jobs
+}
+
+// startNode registers this process's incarnation among the nodes on the
+// database and starts the leased jobs its share gives it. The channels
+// then lead only the banks whose lease this node holds.
+func (m *Main) startNode(ctx context.Context) error {
+	dir, err := filepath.Abs(m.DataDir)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	stale, err := durationSetting("node-stale-after", m.NodeStaleAfter)
+	if err != nil {
+		return err
+	}
+	m.Channels.UseLeases(func(lease string) bool { return m.node != nil && m.node.Holding(lease) })
+	release := func(ctx context.Context, tx ledger.Tx, inc string, _ time.Time) error {
+		return notify.ReleaseHolder(ctx, tx, inc)
+	}
+	m.node, err = node.Start(ctx, node.Config{Store: m.store, Clock: m.Clock,
+		Logger: m.Logger.With(slog.String("component", "node")), ID: m.incarnation, Addr: m.server.URL(),
+		DataDir: dir, Jobs: m.nodeJobs(), Release: []node.Release{release}, Live: m.Channels.ShareCapacity,
+		StaleAfter: stale})
+	return err
+}
+
+// durationSetting reads a duration flag; empty is zero.
+func durationSetting(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, &UsageError{Msg: fmt.Sprintf("--%s: want a duration such as 5s, got %q", name, v)}
+	}
+	return d, nil
 }
 
 // startChannels starts the channels' workers once the server listens, so
