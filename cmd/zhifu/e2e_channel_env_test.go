@@ -52,7 +52,7 @@ func newChannelEnv(t testing.TB, backend string, o chOptions) *chEnv {
 	dir := t.TempDir()
 	db := testDatabase(t, dir, backend)
 	clock := &manualClock{now: time.Now().UTC()}
-	tm := newTestMain(nil)
+	tm := newTestMain(harnessEnv)
 	if !o.realClock {
 		tm.Clock = clock
 	}

@@ -91,7 +91,7 @@ func newEnv(t *testing.T, backend string) *env {
 	clock := &manualClock{now: time.Now().UTC()}
 	// The tests' merchants receive notifications on 127.0.0.1, which
 	// PostgreSQL's default refuses.
-	tm := newTestMain(map[string]string{"ZHIFU_NOTIFY_ALLOW_CIDRS": "127.0.0.0/8"})
+	tm := newTestMain(harnessEnv)
 	tm.Clock = clock
 	serveTestMain(t, tm, "--data", dir, "--db", db)
 	return &env{t: t, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}

@@ -25,6 +25,18 @@ type testMain struct {
 	stdout, stderr *syncBuffer
 }
 
+// harnessEnv is the environment of the in-process platform that the
+// end-to-end tests drive: notifications may go to the test's own
+// receivers on loopback, and no per-caller rate applies, since one test
+// user or merchant often drives the platform alone; the tests of those
+// limits set them themselves.
+var harnessEnv = map[string]string{
+	"ZHIFU_NOTIFY_ALLOW_CIDRS": "127.0.0.0/8",
+	"ZHIFU_RATE_USER":          "0",
+	"ZHIFU_RATE_MERCHANT":      "0",
+	"ZHIFU_RATE_ADDRESS":       "0",
+}
+
 func newTestMain(env map[string]string) *testMain {
 	tm := &testMain{Main: NewMain(), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	tm.Stdout, tm.Stderr = tm.stdout, tm.stderr
