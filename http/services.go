@@ -3,6 +3,7 @@ package http
 import (
 	"zhifu/approval"
 	"zhifu/channel"
+	"zhifu/checkout"
 	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -15,6 +16,9 @@ type Services struct {
 	Identity *identity.Service
 	Wallet   *wallet.Service
 	Trades   *trade.Service
+	// Checkout pays trades: the pay route, which needs Trades as well, and
+	// the cashier's pay form (with Gateway).
+	Checkout *checkout.Service
 	Channels *channel.Service
 	Gateway  *gateway.Service
 	// Approvals is the four-eyes rule for operators' decisions; it needs

@@ -6,6 +6,7 @@ import (
 	nethttp "net/http"
 	"strconv"
 
+	"zhifu/checkout"
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -26,7 +27,9 @@ func (s *Server) tradeRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/trades/{trade_no}/refunds/{out_request_no}", s.merchant(s.handleGetRefund))
 	mux.HandleFunc("GET /v1/bills", s.merchant(s.handleBill))
 
-	mux.HandleFunc("POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
+	if s.svc.Checkout != nil {
+		mux.HandleFunc("POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
+	}
 	mux.HandleFunc("POST /v1/trades/{trade_no}/confirm", s.user(s.handleConfirm))
 	mux.HandleFunc("POST /v1/paycodes", s.user(s.handleNewPayCode))
 }
@@ -193,8 +196,8 @@ func (s *Server) handlePay(w nethttp.ResponseWriter, r *nethttp.Request, u *iden
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	t, err := s.svc.Trades.Pay(r.Context(), u, r.PathValue("trade_no"),
-		trade.PayParams{Method: req.Method, CardID: req.CardID})
+	t, err := s.svc.Checkout.Pay(r.Context(), u, r.PathValue("trade_no"),
+		checkout.PayParams{Method: req.Method, CardID: req.CardID})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"zhifu"
@@ -13,7 +12,6 @@ import (
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/notify"
-	"zhifu/wallet"
 )
 
 // Config is what the service needs.
@@ -23,7 +21,6 @@ type Config struct {
 	Clock    zhifu.Clock
 	Logger   *slog.Logger
 	Identity *identity.Service
-	Wallet   *wallet.Service
 }
 
 // Service creates and moves trades. Every change is a ledger.Op run by the
@@ -34,8 +31,6 @@ type Config struct {
 type Service struct {
 	cfg      Config
 	ledgerID uint32 // CNY: trades are in yuan for now
-	// cards pays the card part of card payments; nil until UseCardPayer.
-	cards atomic.Pointer[CardPayer]
 	// paying orders concurrent balance payments of one trade.
 	paying herd
 }

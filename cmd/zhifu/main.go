@@ -26,6 +26,7 @@ import (
 	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
+	"zhifu/checkout"
 	"zhifu/gateway"
 	zhttp "zhifu/http"
 	"zhifu/identity"
@@ -163,6 +164,7 @@ type Main struct {
 	Approvals *approval.Service
 	Wallet    *wallet.Service
 	Trades    *trade.Service
+	Checkout  *checkout.Service
 	Notify    *notify.Worker
 	Gateway   *gateway.Service
 	Channels  *channel.Service
@@ -264,7 +266,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
+			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
 	// The server binds the address itself: hand the port over.
@@ -321,9 +323,6 @@ func (m *Main) Close() error {
 		m.stopWorkers()
 		m.workers.Wait()
 		m.stopWorkers = nil
-	}
-	if m.Trades != nil {
-		m.Trades.UseCardPayer(nil)
 	}
 	if m.Channels != nil {
 		m.Channels.CloseIdleConnections()
