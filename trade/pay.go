@@ -31,8 +31,9 @@ type ChargeFunc func(t *Trade) Charge
 // transaction, so concurrent or repeated requests find it paid
 // (TRADE_HAS_SUCCESS). Concurrent payments of one trade in this process
 // wait for the first (herd) and are then answered from a plain read once
-// it is paid. How else a trade may be paid (a card) is package checkout's
-// business, which pays the balance part through here.
+// it is paid. Which way a trade is paid is package checkout's decision: it
+// makes balance payments here, and pays the trade of a card payment with
+// Settle once the card's money is in the wallet.
 func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, charge ChargeFunc) (*Trade, error) {
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err

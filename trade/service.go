@@ -26,8 +26,9 @@ type Config struct {
 // Service creates and moves trades. Every change is a ledger.Op run by the
 // batcher: the trade row, its ledger transfer and the merchant's
 // notification commit in one transaction or not at all. Its methods are
-// the trade API in plain Go, for the HTTP routes and the Alipay-compatible
-// gateway alike; refusals are *zhifu.Error with the API's codes.
+// the trade API in plain Go, for the HTTP routes, the Alipay-compatible
+// gateway and package checkout alike; refusals are *zhifu.Error with the
+// API's codes.
 type Service struct {
 	cfg      Config
 	ledgerID uint32 // CNY: trades are in yuan for now
