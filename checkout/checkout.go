@@ -91,10 +91,6 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 // part to the channels. The trade is returned as it stands, still waiting
 // for payment; the top-up the channels name follows the card part.
 func (s *Service) payByCard(ctx context.Context, u *identity.User, t *trade.Trade, p PayParams) (*trade.Trade, error) {
-	if s.cfg.Channels == nil {
-		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",
-			Message: "card payment is not available; pay with method \"balance\""}
-	}
 	c := chargeOf(t)
 	var available zhifu.Amount
 	if p.Method == MethodBalanceCard {
@@ -107,6 +103,10 @@ func (s *Service) payByCard(ctx context.Context, u *identity.User, t *trade.Trad
 	part := split(c, p.Method, available)
 	if part.card == 0 {
 		return s.cfg.Trades.Pay(ctx, u, t.TradeNo, chargeOf)
+	}
+	if s.cfg.Channels == nil {
+		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",
+			Message: "card payment is not available; pay with method \"balance\""}
 	}
 	started, err := s.cfg.Channels.PayByCard(ctx, u, channel.CardPayment{TradeNo: t.TradeNo, CardID: p.CardID,
 		CardAmount: part.card, BalanceAmount: part.balance})
