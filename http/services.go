@@ -16,8 +16,8 @@ type Services struct {
 	Identity *identity.Service
 	Wallet   *wallet.Service
 	Trades   *trade.Service
-	// Checkout pays trades: the pay route, which needs Trades as well, and
-	// the cashier's pay form (with Gateway).
+	// Checkout pays trades: Trades' pay route and the cashier's pay form
+	// (with Gateway) need it.
 	Checkout *checkout.Service
 	Channels *channel.Service
 	Gateway  *gateway.Service

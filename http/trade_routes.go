@@ -27,9 +27,7 @@ func (s *Server) tradeRoutes(mux *nethttp.ServeMux) {
 	mux.HandleFunc("GET /v1/trades/{trade_no}/refunds/{out_request_no}", s.merchant(s.handleGetRefund))
 	mux.HandleFunc("GET /v1/bills", s.merchant(s.handleBill))
 
-	if s.svc.Checkout != nil {
-		mux.HandleFunc("POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
-	}
+	mux.HandleFunc("POST /v1/trades/{trade_no}/pay", s.user(s.handlePay))
 	mux.HandleFunc("POST /v1/trades/{trade_no}/confirm", s.user(s.handleConfirm))
 	mux.HandleFunc("POST /v1/paycodes", s.user(s.handleNewPayCode))
 }
