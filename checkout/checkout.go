@@ -1,15 +1,16 @@
 // Package checkout decides how a trade is paid. A buyer pays from the
 // balance, by card, or by balance plus card; checkout decides what the
 // buyer is charged (charge.go: the buyer's part and the discount, in one
-// place), splits that charge between the balance and the card, pays the
-// balance part through package trade, hands the card part to the bank
-// channels (package channel), and, when the bank's money has arrived in
-// the buyer's wallet, settles the trade inside the channels' own
-// transaction (Settler, the channels' TradeSettler). Online banking tops up
-// a wallet only; it is not a way to pay a trade.
+// place), makes balance payments through package trade, splits a card
+// payment's charge between the balance (frozen meanwhile) and the card,
+// hands the card part to the bank channels (package channel), and, when
+// the bank's money has arrived in the buyer's wallet, settles the trade
+// inside the channels' own transaction (Settler, the channels'
+// TradeSettler). Online banking tops up a wallet only; it is not a way to
+// pay a trade.
 //
-// It is the one package that knows both trades and channels: trade knows
-// nothing of cards and banks, channel knows a trade only by its number and
+// It is the one package that knows both trades and channels: trade does
+// not know the channels, and channel knows a trade only by its number and
 // the Settler it is given. The two values are built in order, without a
 // setter: NewSettler over the trades first, for channel.Config; then New
 // over the trades and the channels.
