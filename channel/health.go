@@ -1,5 +1,7 @@
 // Package channel is the platform's side of its banks: bound cards, top-ups
-// and withdrawals through each bank, card payments of trades, the durable
+// and withdrawals through each bank, the card part of trades' payments (a
+// top-up that names its trade by number, handed over by package checkout,
+// whose TradeSettler pays the trade when the money arrives), the durable
 // record of every bank call and how its outcome is learnt (answer,
 // callback, inquiry, statement), and the health of every bank (a sliding
 // window of success rate and latency, a circuit breaker, a token bucket at

@@ -7,7 +7,6 @@ import (
 
 	"zhifu"
 	"zhifu/ledger"
-	"zhifu/trade"
 )
 
 // The ops that move a bank transaction. Each locks the row, checks its
@@ -21,8 +20,8 @@ import (
 //
 //   - A top-up that succeeded credits the wallet from the bank's
 //     settlement account ("topup:<id>") and releases a balance+card hold;
-//     for a card payment it then pays the trade from the wallet, by the
-//     trade's own rule, or, if the trade no longer wants paying (paid by
+//     for a card payment it then pays the trade from the wallet, as the
+//     Settler decides, or, if the trade no longer wants paying (paid by
 //     other means meanwhile, closed, paid by a second debit), queues a
 //     refund payout of the card part back to the card it came from.
 //   - A top-up that failed releases the hold; nothing was credited.
@@ -38,7 +37,7 @@ type resolveOp struct {
 
 	old, t  *BankTxn
 	refund  *BankTxn
-	settle  *trade.CardSettlement
+	settle  TradeSettlement
 	payIdx  int
 	changed bool
 }
@@ -115,10 +114,11 @@ func (o *resolveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfe
 // when the trade cannot take it, the refund payout's hold.
 func (o *resolveOp) payTrade(ctx context.Context, tx ledger.Tx, t *BankTxn, trs []ledger.Transfer, wallet, frozen int64) ([]ledger.Transfer, error) {
 	s := o.svc
-	if s.cfg.Trades == nil {
-		return nil, fmt.Errorf("channel: %s pays trade %s but the service has no trades", t.TxnID, t.TradeNo)
+	if s.cfg.Settler == nil {
+		return nil, fmt.Errorf("channel: %s pays trade %s but the service has no settler", t.TxnID, t.TradeNo)
 	}
-	settle, err := s.cfg.Trades.SettleCardPayment(ctx, tx, t.TradeNo, t.UserID, o.now)
+	settle, err := s.cfg.Settler.SettleTrade(ctx, tx, TradeSettle{TradeNo: t.TradeNo, BuyerID: t.UserID,
+		PaymentID: t.TxnID, Amount: t.Amount + t.HoldAmount, Now: o.now})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (o *resolveOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.T
 		if o.payIdx >= 0 {
 			result = results[o.payIdx]
 		}
-		if err := o.svc.cfg.Trades.FinishCardPayment(ctx, tx, o.settle, result, o.now); err != nil {
+		if err := o.settle.Finish(ctx, tx, result); err != nil {
 			return err
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"zhifu/bankapi"
 	"zhifu/identity"
 	"zhifu/ledger"
-	"zhifu/trade"
 	"zhifu/wallet"
 )
 
@@ -74,7 +73,10 @@ type Config struct {
 	Logger   *slog.Logger
 	Identity *identity.Service
 	Wallet   *wallet.Service
-	Trades   *trade.Service
+	// Settler pays the trade a card payment is for when its top-up
+	// succeeds (package checkout's); without one, a top-up that carries a
+	// trade's payment cannot be resolved.
+	Settler TradeSettler
 
 	// Banks are the banks' adapters, by name (of zhifu.Banks). When nil,
 	// every bank with a secret in Secrets is reached over bankapi at

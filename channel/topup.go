@@ -3,12 +3,12 @@ package channel
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"zhifu"
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
-	"zhifu/trade"
 )
 
 // Limits of a top-up request.
@@ -170,12 +170,65 @@ func (s *Service) ebankTopup(ctx context.Context, u *identity.User, b *bank, c *
 	return &Topup{BankTxn: txn, EbankURL: link}, true, nil
 }
 
-// PayByCard is trade.CardPayer: it routes the card part of a trade's
-// payment to a card (the one named, or the healthiest bank's), freezes the
-// balance part, records the top-up that carries it, and sends it. An
-// intent already processing for the same trade and card is returned as it
-// is: paying twice with one card while the bank works debits it once.
-func (s *Service) PayByCard(ctx context.Context, u *identity.User, p trade.CardPayment) (*trade.CardPayment, error) {
+// CardPayment is the card part of a trade's payment, as package checkout
+// hands it to the channels: the channels know the trade by its number only.
+type CardPayment struct {
+	TradeNo string
+	// CardID is the buyer's card; "" lets the channels route to the
+	// healthiest of the buyer's cards.
+	CardID     string
+	CardAmount zhifu.Amount // debited from the card
+	// BalanceAmount is the rest, frozen in the wallet until the card
+	// part is decided (balance+card).
+	BalanceAmount zhifu.Amount
+
+	// Set by PayByCard.
+	PaymentID string // the top-up that carries the card part
+	Bank      string
+	Status    string // PROCESSING, SUCCESS or FAILED
+}
+
+// TradeSettler settles the trade a card payment is for, once the card's
+// money is in the buyer's wallet; package checkout provides it
+// (Config.Settler). It is called inside the op that resolves the top-up,
+// which holds the key "trade:<trade_no>", so the trade is paid in the same
+// transaction as the money arrives.
+type TradeSettler interface {
+	// SettleTrade decides whether p's trade takes the money now.
+	SettleTrade(ctx context.Context, tx ledger.Tx, p TradeSettle) (TradeSettlement, error)
+}
+
+// TradeSettle is a card payment whose money has reached the buyer's
+// wallet: Amount is the card part and the balance part together.
+type TradeSettle struct {
+	TradeNo   string
+	BuyerID   string
+	PaymentID string
+	Amount    zhifu.Amount
+	Now       time.Time
+}
+
+// TradeSettlement is a TradeSettler's decision.
+type TradeSettlement interface {
+	// Transfer pays the trade from the buyer's wallet; nil when the trade
+	// no longer takes the payment, whose card part then goes back to the
+	// card.
+	Transfer() *ledger.Transfer
+	// Refusal says why the trade does not take it; nil when it does.
+	Refusal() error
+	// Finish saves the decision once Transfer's result is known (OK when
+	// there was no transfer).
+	Finish(ctx context.Context, tx ledger.Tx, result ledger.TransferResult) error
+}
+
+// PayByCard routes the card part of a trade's payment to a card (the one
+// named, or the healthiest bank's), freezes the balance part, records the
+// top-up that carries it, and sends it; it returns at once with the
+// payment PROCESSING. When the top-up succeeds, Config.Settler pays the
+// trade. An intent already processing for the same trade and card is
+// returned as it is: paying twice with one card while the bank works
+// debits it once.
+func (s *Service) PayByCard(ctx context.Context, u *identity.User, p CardPayment) (*CardPayment, error) {
 	if err := checkTxnAmount(p.CardAmount); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	nethttp "net/http"
 
 	"zhifu"
+	"zhifu/checkout"
 	"zhifu/trade"
 )
 
@@ -77,7 +78,7 @@ func (s *Server) handleCashierPay(w nethttp.ResponseWriter, r *nethttp.Request) 
 		s.renderCashier(w, view)
 		return
 	}
-	paid, err := s.svc.Trades.Pay(r.Context(), u, tradeNo, trade.PayParams{Method: "balance"})
+	paid, err := s.svc.Checkout.Pay(r.Context(), u, tradeNo, checkout.PayParams{Method: checkout.MethodBalance})
 	if err != nil {
 		view.Message = cashierMessage(err)
 		if zhifu.ErrorCode(err) == zhifu.SystemError {

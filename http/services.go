@@ -3,6 +3,7 @@ package http
 import (
 	"zhifu/approval"
 	"zhifu/channel"
+	"zhifu/checkout"
 	"zhifu/gateway"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -15,6 +16,9 @@ type Services struct {
 	Identity *identity.Service
 	Wallet   *wallet.Service
 	Trades   *trade.Service
+	// Checkout pays trades: Trades' pay route and the cashier's pay form
+	// (with Gateway) need it.
+	Checkout *checkout.Service
 	Channels *channel.Service
 	Gateway  *gateway.Service
 	// Approvals is the four-eyes rule for operators' decisions; it needs

@@ -6,6 +6,7 @@ import (
 	nethttp "net/http"
 	"strconv"
 
+	"zhifu/checkout"
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -193,8 +194,8 @@ func (s *Server) handlePay(w nethttp.ResponseWriter, r *nethttp.Request, u *iden
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	t, err := s.svc.Trades.Pay(r.Context(), u, r.PathValue("trade_no"),
-		trade.PayParams{Method: req.Method, CardID: req.CardID})
+	t, err := s.svc.Checkout.Pay(r.Context(), u, r.PathValue("trade_no"),
+		checkout.PayParams{Method: req.Method, CardID: req.CardID})
 	if err != nil {
 		return err
 	}

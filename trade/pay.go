@@ -11,62 +11,106 @@ import (
 	"zhifu/ledger"
 )
 
-// Payment methods of POST /v1/trades/{trade_no}/pay.
-const (
-	MethodBalance     = "balance"
-	MethodCard        = "card"
-	MethodBalanceCard = "balance+card"
-)
-
-// PayParams say how the buyer pays.
-type PayParams struct {
-	Method string
-	CardID string
+// Charge is what a payment of a trade takes, as package checkout decides
+// it: the buyer's part, from the wallet, and the discount the platform
+// gives. They add up to the trade's total.
+type Charge struct {
+	BuyerPay zhifu.Amount
+	Discount zhifu.Amount
 }
 
-// Pay pays trade tradeNo for user u and returns the trade as it now is.
+// ChargeFunc decides the charge of trade t, read under its lock at the
+// moment of payment. A nil ChargeFunc charges the buyer the whole total.
+type ChargeFunc func(t *Trade) Charge
+
+// Pay pays trade tradeNo for user u from the balance and returns the trade
+// as it now is; charge says what the buyer pays.
 //
-// From the balance ("balance") the payment is immediate. A trade is paid
-// at most once: the ledger transfer's id is "pay:<trade_no>", and the
-// trade's status moves only in the same transaction, so concurrent or
-// repeated requests find it paid (TRADE_HAS_SUCCESS). Concurrent payments
-// of one trade in this process wait for the first (herd) and are then
-// answered from a plain read once it is paid.
-//
-// By card ("card", or "balance+card" for what the balance does not cover)
-// the card part goes to the bank channels (UseCardPayer): the trade comes
-// back still WAIT_BUYER_PAY while the bank works, and is paid by
-// SettleCardPayment, with the same rule and the same transfer id, when the
-// bank has taken the money. balance+card with a balance that covers the
-// whole trade is a balance payment.
-func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p PayParams) (*Trade, error) {
-	switch p.Method {
-	case MethodBalance:
-		if p.CardID != "" {
-			return nil, invalid("card_id", "card_id goes with card payments only")
-		}
-	case MethodCard, MethodBalanceCard:
-	default:
-		return nil, invalid("method", `method must be "balance", "card" or "balance+card"`)
-	}
+// A trade is paid at most once: the ledger transfer's id is
+// "pay:<trade_no>", and the trade's status moves only in the same
+// transaction, so concurrent or repeated requests find it paid
+// (TRADE_HAS_SUCCESS). Concurrent payments of one trade in this process
+// wait for the first (herd) and are then answered from a plain read once
+// it is paid. Which way a trade is paid is package checkout's decision: it
+// makes balance payments here, and pays the trade of a card payment with
+// Settle once the card's money is in the wallet.
+func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, charge ChargeFunc) (*Trade, error) {
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err
 	}
 	who := payer{num: u.Num, userID: u.UserID}
-	if p.Method == MethodBalance {
-		leader, err := s.paying.join(ctx, tradeNo)
-		if err != nil {
-			return nil, err
-		}
-		if leader {
-			defer s.paying.leave(tradeNo)
-			return s.payBalance(ctx, who, tradeNo, s.cfg.Clock.Now())
-		}
+	leader, err := s.paying.join(ctx, tradeNo)
+	if err != nil {
+		return nil, err
 	}
-	now := s.cfg.Clock.Now()
+	if leader {
+		defer s.paying.leave(tradeNo)
+		return s.payBalance(ctx, who, tradeNo, charge, s.cfg.Clock.Now())
+	}
 	// A trade never returns to WAIT_BUYER_PAY, so a committed status past
 	// it refuses the payment for good: answering from a plain read spares
 	// the batcher a herd of requests for a trade already paid.
+	now := s.cfg.Clock.Now()
+	t, err := s.load(ctx, tradeNo)
+	if err != nil {
+		return nil, err
+	}
+	if ch := payChange(t, who, now, s.ledgerID); t.Status != WaitBuyerPay && ch.refusal != nil {
+		return recovered(ctx, t, ch.refusal)
+	}
+	return s.payBalance(ctx, who, tradeNo, charge, now)
+}
+
+// Payable tells whether user u may pay trade tradeNo now, for a payment
+// whose money comes from elsewhere than the balance (a card). It answers
+// from a plain read: the trade and true when the pay rule would take the
+// payment; the trade and false when a request recovering its lost answer
+// (idempotency.Recovering) finds the trade moved as that request's first
+// run left it; otherwise the rule's refusal, once what the refusal itself
+// does is done (a trade whose time to pay is up is closed).
+func (s *Service) Payable(ctx context.Context, u *identity.User, tradeNo string) (*Trade, bool, error) {
+	if err := checkTradeNo(tradeNo); err != nil {
+		return nil, false, err
+	}
+	now := s.cfg.Clock.Now()
+	t, err := s.load(ctx, tradeNo)
+	if err != nil {
+		return nil, false, err
+	}
+	who := payer{num: u.Num, userID: u.UserID}
+	ch := payChange(t, who, now, s.ledgerID)
+	if ch.refusal == nil {
+		return t, true, nil
+	}
+	if t.Status != WaitBuyerPay {
+		t, err := recovered(ctx, t, ch.refusal)
+		return t, false, err
+	}
+	// Refused while waiting for payment: the op applies the refusal under
+	// the trade's lock (closing the trade if its time is up), moving no
+	// money, since a refusal carries no transfer.
+	payable := false
+	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now, recoverable: true,
+		decide: func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
+			ch := payChange(t, who, now, s.ledgerID)
+			payable = ch.refusal == nil
+			if payable {
+				return change{}, nil // payable after all: the caller pays it
+			}
+			return ch, nil
+		}}
+	if err := s.do(ctx, op); err != nil {
+		return nil, false, err
+	}
+	if payable {
+		return op.old, true, nil
+	}
+	return op.ch.trade, false, nil
+}
+
+// load reads trade tradeNo outside any transaction; a missing trade is
+// NOT_FOUND.
+func (s *Service) load(ctx context.Context, tradeNo string) (*Trade, error) {
 	t, err := loadTrade(ctx, s.cfg.Store.Reader(), tradeNo, false)
 	if err != nil {
 		return nil, err
@@ -74,23 +118,13 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 	if t == nil {
 		return nil, zhifu.Errorf(zhifu.NotFound, "no trade %s", tradeNo)
 	}
-	ch := payChange(t, who, now, s.ledgerID)
-	if t.Status != WaitBuyerPay && ch.refusal != nil {
-		return recovered(ctx, t, ch.refusal)
-	}
-	if p.Method != MethodBalance && ch.refusal == nil {
-		return s.payByCard(ctx, u, t, p)
-	}
-	// A balance payment; or a card payment of a trade that cannot be paid,
-	// which the op refuses (closing the trade if its time is up) without
-	// moving money, since the rule's refusal carries no transfer.
-	return s.payBalance(ctx, who, tradeNo, now)
+	return t, nil
 }
 
-func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, now time.Time) (*Trade, error) {
+func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, charge ChargeFunc, now time.Time) (*Trade, error) {
 	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now, recoverable: true,
 		decide: func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
-			return payChange(t, who, now, s.ledgerID), nil
+			return charged(t, payChange(t, who, now, s.ledgerID), charge), nil
 		}}
 	if err := s.do(ctx, op); err != nil {
 		return nil, err
@@ -98,97 +132,80 @@ func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, now
 	return op.ch.trade, nil
 }
 
-// CardPayer is the bank channels' side of card payments; package channel
-// implements it. PayByCard records the intent to debit the card part
-// (freezing the balance part meanwhile), sends it to the bank, and returns
-// at once with the payment PROCESSING; an intent already processing for
-// the same trade and card is returned rather than doubled.
-type CardPayer interface {
-	PayByCard(ctx context.Context, u *identity.User, p CardPayment) (*CardPayment, error)
+// charged checks the pay rule's change against the charge decided for
+// trade t. The rule takes the whole total from the buyer; a charge that
+// asks for anything else (a discount) cannot be paid until a campaign's
+// budget pays its part, and is a fault rather than a payment of the wrong
+// amount.
+func charged(t *Trade, ch change, charge ChargeFunc) change {
+	if charge == nil || ch.refusal != nil || ch.transfer == nil {
+		return ch
+	}
+	if c := charge(t); c.Discount != 0 || c.BuyerPay != zhifu.Amount(ch.transfer.Amount) {
+		return change{fault: fmt.Errorf("trade %s: charged %s with a discount of %s, but only the whole total %s can be paid",
+			t.TradeNo, c.BuyerPay, c.Discount, zhifu.Amount(ch.transfer.Amount))}
+	}
+	return ch
 }
 
-// CardPayment is the card part of a trade's payment.
+// CardPayment is the card part of a payment still with the bank, as the
+// answer to the pay request that started it shows it (View's payment).
+// Package checkout fills it from what the bank channels recorded.
 type CardPayment struct {
+	PaymentID     string // the top-up that carries the card part
+	Bank          string
+	Status        string       // PROCESSING, SUCCESS or FAILED
+	CardAmount    zhifu.Amount // debited from the card
+	BalanceAmount zhifu.Amount // frozen in the wallet until the card part is decided
+}
+
+// SettleParams name a payment whose money has reached the buyer's wallet
+// by other means than the balance (a card), to be paid to trade TradeNo.
+type SettleParams struct {
 	TradeNo string
-	// CardID is the buyer's card; "" lets the channels route to the
-	// healthiest of the buyer's cards.
-	CardID     string
-	CardAmount zhifu.Amount // debited from the card
-	// BalanceAmount is the rest, frozen in the wallet until the card
-	// part is decided (balance+card).
-	BalanceAmount zhifu.Amount
-
-	// Set by the payer.
-	PaymentID string // the top-up that carries the card part
-	Bank      string
-	Status    string // PROCESSING, SUCCESS or FAILED
+	BuyerID string
+	Now     time.Time
+	Charge  ChargeFunc
 }
 
-// UseCardPayer makes s pay card methods through c; nil turns card
-// payments off (CHANNEL_UNAVAILABLE).
-func (s *Service) UseCardPayer(c CardPayer) {
-	if c == nil {
-		s.cards.Store(nil)
-		return
-	}
-	s.cards.Store(&c)
-}
-
-func (s *Service) cardPayer() CardPayer {
-	if c := s.cards.Load(); c != nil {
-		return *c
-	}
-	return nil
-}
-
-// payByCard splits the total between balance and card and hands the card
-// part to the channels. The trade is returned as it stands, still waiting
-// for payment; the top-up the channels name follows the card part.
-func (s *Service) payByCard(ctx context.Context, u *identity.User, t *Trade, p PayParams) (*Trade, error) {
-	cp := s.cardPayer()
-	if cp == nil {
-		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",
-			Message: "card payment is not available; pay with method \"balance\""}
-	}
-	pay := CardPayment{TradeNo: t.TradeNo, CardID: p.CardID, CardAmount: t.TotalAmount}
-	if p.Method == MethodBalanceCard {
-		b, err := s.cfg.Wallet.Balance(ctx, u)
-		if err != nil {
-			return nil, err
-		}
-		if b.Available >= t.TotalAmount {
-			return s.payBalance(ctx, payer{num: u.Num, userID: u.UserID}, t.TradeNo, s.cfg.Clock.Now())
-		}
-		pay.BalanceAmount = max(b.Available, 0)
-		pay.CardAmount = t.TotalAmount - pay.BalanceAmount
-	}
-	started, err := cp.PayByCard(ctx, u, pay)
-	if err != nil {
-		return nil, err
-	}
-	now, err := loadTrade(ctx, s.cfg.Store.Reader(), t.TradeNo, false)
-	if err != nil {
-		return nil, err
-	}
-	if now == nil {
-		now = t
-	}
-	now.Payment = started
-	return now, nil
-}
-
-// CardSettlement is a trade's side of a card payment whose money has
-// reached the buyer's wallet, decided inside the channels' op by
-// SettleCardPayment and saved by FinishCardPayment.
-type CardSettlement struct {
+// Settlement is a trade's side of a payment whose money has reached the
+// buyer's wallet: decided by Settle, inside the caller's op, and saved by
+// Finish once the op's transfers are known.
+type Settlement struct {
+	svc *Service
+	now time.Time
 	old *Trade
 	ch  change
+}
+
+// Settle locks trade p.TradeNo in the caller's transaction and decides, by
+// the rule of balance payments, whether p.BuyerID can still pay it at
+// p.Now. The caller puts Transfer (if any) after the transfers that
+// brought the money into the wallet, and calls Finish with its result. The
+// caller's op must hold the key "trade:<trade_no>".
+func (s *Service) Settle(ctx context.Context, tx ledger.Tx, p SettleParams) (*Settlement, error) {
+	num, ok := zhifu.ParseUserID(p.BuyerID)
+	if !ok {
+		return nil, fmt.Errorf("trade: payment by %q, not a user id", p.BuyerID)
+	}
+	t, err := loadTrade(ctx, tx, p.TradeNo, true)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return &Settlement{svc: s, now: p.Now, ch: refuse(zhifu.NotFound, "no trade %s", p.TradeNo)}, nil
+	}
+	ch := charged(t, payChange(t, payer{num: num, userID: p.BuyerID}, p.Now, s.ledgerID), p.Charge)
+	if ch.fault != nil {
+		return nil, ch.fault
+	}
+	return &Settlement{svc: s, now: p.Now, old: t, ch: ch}, nil
 }
 
 // Transfer is the payment to make from the buyer's wallet, or nil when the
 // trade can no longer be paid (paid already, closed, expired, another
 // buyer's): the money is then the caller's to give back.
-func (c *CardSettlement) Transfer() *ledger.Transfer {
+func (c *Settlement) Transfer() *ledger.Transfer {
 	if c.ch.refusal != nil {
 		return nil
 	}
@@ -196,51 +213,27 @@ func (c *CardSettlement) Transfer() *ledger.Transfer {
 }
 
 // Refusal says why the trade cannot be paid; nil when it can.
-func (c *CardSettlement) Refusal() error {
+func (c *Settlement) Refusal() error {
 	if c.ch.refusal == nil {
 		return nil
 	}
 	return c.ch.refusal
 }
 
-// SettleCardPayment locks trade tradeNo in the caller's transaction and
-// decides, by the rule of balance payments, whether buyerID can still pay
-// it at now. The caller puts Transfer (if any) after the transfers that
-// brought the money into the wallet, and calls FinishCardPayment with its
-// result. The caller's op must hold the key "trade:<trade_no>".
-func (s *Service) SettleCardPayment(ctx context.Context, tx ledger.Tx, tradeNo, buyerID string, now time.Time) (*CardSettlement, error) {
-	num, ok := zhifu.ParseUserID(buyerID)
-	if !ok {
-		return nil, fmt.Errorf("trade: card payment by %q, not a user id", buyerID)
-	}
-	t, err := loadTrade(ctx, tx, tradeNo, true)
-	if err != nil {
-		return nil, err
-	}
-	if t == nil {
-		return &CardSettlement{ch: refuse(zhifu.NotFound, "no trade %s", tradeNo)}, nil
-	}
-	ch := payChange(t, payer{num: num, userID: buyerID}, now, s.ledgerID)
-	if ch.fault != nil {
-		return nil, ch.fault
-	}
-	return &CardSettlement{old: t, ch: ch}, nil
-}
-
-// FinishCardPayment saves what SettleCardPayment decided, once the
-// transfer's result is known: the trade paid, or an expired trade closed;
-// and writes the merchant's notification in the same transaction.
-func (s *Service) FinishCardPayment(ctx context.Context, tx ledger.Tx, c *CardSettlement, result ledger.TransferResult, now time.Time) error {
+// Finish saves what Settle decided, once the transfer's result is known:
+// the trade paid, or an expired trade closed; and writes the merchant's
+// notification in the same transaction.
+func (c *Settlement) Finish(ctx context.Context, tx ledger.Tx, result ledger.TransferResult) error {
 	if c.ch.trade == nil {
 		return nil
 	}
 	if tr := c.Transfer(); tr != nil && result != ledger.TransferOK {
-		return fmt.Errorf("trade %s: card payment transfer %s: %s", c.old.TradeNo, tr.ID, result)
+		return fmt.Errorf("trade %s: payment transfer %s: %s", c.old.TradeNo, tr.ID, result)
 	}
 	if err := saveTrade(ctx, tx, c.old, c.ch.trade); err != nil {
 		return err
 	}
-	return s.notify(ctx, tx, c.ch.trade, nil, now)
+	return c.svc.notify(ctx, tx, c.ch.trade, nil, c.now)
 }
 
 // Collect charges trade tradeNo of merchant m to the user who showed the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"zhifu"
@@ -14,7 +13,6 @@ import (
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/notify"
-	"zhifu/wallet"
 )
 
 // Config is what the service needs.
@@ -24,7 +22,6 @@ type Config struct {
 	Clock    zhifu.Clock
 	Logger   *slog.Logger
 	Identity *identity.Service
-	Wallet   *wallet.Service
 	// Egress judges the notify_url a trade is created with (nil: only the
 	// internet is admitted); the notify worker checks it again when it
 	// connects.
@@ -34,13 +31,12 @@ type Config struct {
 // Service creates and moves trades. Every change is a ledger.Op run by the
 // batcher: the trade row, its ledger transfer and the merchant's
 // notification commit in one transaction or not at all. Its methods are
-// the trade API in plain Go, for the HTTP routes and the Alipay-compatible
-// gateway alike; refusals are *zhifu.Error with the API's codes.
+// the trade API in plain Go, for the HTTP routes, the Alipay-compatible
+// gateway and package checkout alike; refusals are *zhifu.Error with the
+// API's codes.
 type Service struct {
 	cfg      Config
 	ledgerID uint32 // CNY: trades are in yuan for now
-	// cards pays the card part of card payments; nil until UseCardPayer.
-	cards atomic.Pointer[CardPayer]
 	// paying orders concurrent balance payments of one trade.
 	paying herd
 }

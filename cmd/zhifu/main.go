@@ -26,6 +26,7 @@ import (
 	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
+	"zhifu/checkout"
 	"zhifu/egress"
 	"zhifu/gateway"
 	zhttp "zhifu/http"
@@ -200,6 +201,7 @@ type Main struct {
 	Approvals *approval.Service
 	Wallet    *wallet.Service
 	Trades    *trade.Service
+	Checkout  *checkout.Service
 	Notify    *notify.Worker
 	Gateway   *gateway.Service
 	Channels  *channel.Service
@@ -313,7 +315,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
+			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
 		Admission:   m.edge.config,
 		ConnsMax:    m.edge.connsMax,
 		Idempotency: m.keeper,
@@ -408,9 +410,6 @@ func (m *Main) Close() error {
 	if m.node != nil {
 		errs = append(errs, m.node.Close())
 		m.node = nil
-	}
-	if m.Trades != nil {
-		m.Trades.UseCardPayer(nil)
 	}
 	if m.Channels != nil {
 		m.Channels.CloseIdleConnections()

@@ -18,6 +18,7 @@ import (
 	"zhifu/approval"
 	"zhifu/banksim"
 	"zhifu/channel"
+	"zhifu/checkout"
 	"zhifu/egress"
 	"zhifu/gateway"
 	"zhifu/idempotency"
@@ -50,10 +51,11 @@ func (m *Main) startServices() error {
 	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
-		Identity: m.Identity, Wallet: m.Wallet, Egress: m.egress})
-	if err := m.newChannels(); err != nil {
+		Identity: m.Identity, Egress: m.egress})
+	if err := m.newChannels(checkout.NewSettler(m.Trades)); err != nil {
 		return err
 	}
+	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels})
 	ensureCtx, cancelEnsure := context.WithTimeout(context.Background(), platformAccountsTimeout)
 	err := m.Wallet.EnsurePlatformAccounts(ensureCtx)
 	var keys *gateway.Keys
@@ -149,15 +151,15 @@ func (m *Main) ownAddresses(api string) []netip.AddrPort {
 	return out
 }
 
-// newChannels builds the bank channels over the banks startBanks resolved,
-// and makes them the trades' card payer.
-func (m *Main) newChannels() error {
+// newChannels builds the bank channels over the banks startBanks resolved;
+// settler pays the trades their card payments are for.
+func (m *Main) newChannels(settler channel.TradeSettler) error {
 	def, per, err := parseCapacity(m.BankCapacity)
 	if err != nil {
 		return err
 	}
 	cfg := channel.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
-		Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades, BanksURL: m.banksURL, Secrets: m.bankSecrets,
+		Identity: m.Identity, Wallet: m.Wallet, Settler: settler, BanksURL: m.banksURL, Secrets: m.bankSecrets,
 		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def}
 	if sim := m.Banks; sim != nil {
 		cfg.Books = func(bank string) (channel.BankBooks, error) {
@@ -169,11 +171,8 @@ func (m *Main) newChannels() error {
 	if m.ConfigureChannels != nil {
 		m.ConfigureChannels(&cfg)
 	}
-	if m.Channels, err = channel.New(cfg); err != nil {
-		return err
-	}
-	m.Trades.UseCardPayer(m.Channels)
-	return nil
+	m.Channels, err = channel.New(cfg)
+	return err
 }
 
 // nodeJobs are the jobs that one node at a time runs, each under a lease
