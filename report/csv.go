@@ -1,0 +1,67 @@
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// minuteLayout writes a minute in China time.
+const minuteLayout = "2006-01-02 15:04"
+
+// Percent writes a rate as a percentage with two decimals: "99.87".
+func Percent(r float64) string { return strconv.FormatFloat(100*r, 'f', 2, 64) }
+
+// csvHeader names the CSV's columns: one line per bank, in rank order.
+func csvHeader() []string {
+	h := []string{"month", "rank", "bank", "calls", "calls_ok", "success_rate_percent", "p50_ms", "p95_ms", "p99_ms",
+		"down_minutes", "busiest_minute", "busiest_minute_calls"}
+	for _, k := range Kinds {
+		h = append(h, k+"_succeeded", k+"_failed", k+"_open", k+"_amount")
+	}
+	return append(h, "failed_calls", "top_failures")
+}
+
+// WriteCSV writes the report as CSV, one line per bank in rank order.
+func (m *Month) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvHeader()); err != nil {
+		return err
+	}
+	for _, b := range m.Banks {
+		rec := []string{m.Month, strconv.Itoa(b.Rank), b.Bank, itoa(b.Calls), itoa(b.OK), Percent(b.SuccessRate),
+			itoa(b.P50Ms), itoa(b.P95Ms), itoa(b.P99Ms), itoa(b.DownMinutes), busiest(b), itoa(b.BusiestCalls)}
+		for _, t := range b.Txns {
+			rec = append(rec, itoa(t.Succeeded), itoa(t.Failed), itoa(t.Open), t.Amount.String())
+		}
+		fs := make([]string, len(b.Failures))
+		for i, f := range b.Failures {
+			fs[i] = fmt.Sprintf("%s=%d", f.Label(), f.Count)
+		}
+		rec = append(rec, itoa(b.FailedCalls), strings.Join(fs, "; "))
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteJSON writes the report as one JSON object.
+func (m *Month) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}
+
+func busiest(b Bank) string {
+	if b.BusiestCalls == 0 {
+		return ""
+	}
+	return b.BusiestMinute.In(china).Format(minuteLayout)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
