@@ -51,7 +51,7 @@ type Txns struct {
 	Succeeded int64        `json:"succeeded"`
 	Failed    int64        `json:"failed"`
 	Open      int64        `json:"open"` // not final yet (queued or processing)
-	Amount    zhifu.Amount `json:"-"` // of the succeeded ones; "amount" in yuan in JSON
+	Amount    zhifu.Amount `json:"-"`    // of the succeeded ones; "amount" in yuan in JSON
 }
 
 // MarshalJSON writes the amount as the API writes money: yuan, two decimals.

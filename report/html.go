@@ -95,7 +95,7 @@ type lineChart struct {
 	XTicks                         []tick
 	Lines                          []line
 	// Worst marks the worst day of any bank, when it is worth a word.
-	Worst *point
+	Worst       *point
 	WorstAnchor string
 }
 
