@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 )
 
 // minuteLayout writes a minute in China time.
@@ -65,3 +66,33 @@ func busiest(b Bank) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// WriteText writes the report as an aligned table for a terminal, one line
+// per bank in rank order, and each bank's money by kind below.
+func (m *Month) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "Banks' report %s (China time)\t\t\t\t\t\t\t\t\t\n", m.Month)
+	fmt.Fprintln(tw, "rank\tbank\tcalls\tsuccess\tp50 ms\tp95 ms\tp99 ms\tdown min\tbusiest minute\ttop failure\t")
+	for _, b := range m.Banks {
+		top := ""
+		if len(b.Failures) > 0 {
+			top = fmt.Sprintf("%s (%d)", b.Failures[0].Label(), b.Failures[0].Count)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s%%\t%d\t%d\t%d\t%d\t%s (%d)\t%s\t\n", b.Rank, b.Bank, b.Calls,
+			Percent(b.SuccessRate), b.P50Ms, b.P95Ms, b.P99Ms, b.DownMinutes, busiest(b), b.BusiestCalls, top)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t")
+	fmt.Fprint(tw, "bank\t")
+	for _, k := range Kinds {
+		fmt.Fprintf(tw, "%s ok/failed\t%s yuan\t", k, k)
+	}
+	fmt.Fprintln(tw)
+	for _, b := range m.Banks {
+		fmt.Fprintf(tw, "%s\t", b.Bank)
+		for _, t := range b.Txns {
+			fmt.Fprintf(tw, "%d/%d\t%s\t", t.Succeeded, t.Failed, t.Amount)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}

@@ -45,6 +45,7 @@ Usage:
 
 	zhifu serve [flags]     run the HTTP API (with simulated banks in-process by default)
 	zhifu banksim [flags]   run the simulated banks alone, for "zhifu serve --banks-url"
+	zhifu report bank --month YYYY-MM   print the banks' monthly report
 
 Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 `
@@ -52,6 +53,9 @@ Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		os.Exit(runReport(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+	}
 
 	m := NewMain()
 	if err := m.ParseFlags(ctx, os.Args[1:]); err != nil {
