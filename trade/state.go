@@ -4,8 +4,11 @@
 // database and no clock); the pure rules of each move, which decide the
 // new trade and its ledger transfer (rules.go); and the service that
 // stores trades and runs those rules inside ledger batches: create, pay,
-// collect, ship, confirm, close, refund, payment codes, bills, and the
-// durable timers that close unpaid trades and finish confirmed ones.
+// collect, ship, confirm, close, refund, payment codes, the durable
+// timers that close unpaid trades and finish confirmed ones, and the
+// merchants' daily bills: the trade bill and the account bill (every
+// movement of the merchant's wallet, from the ledger), in Alipay's column
+// orders, written once per merchant and day by a bounded daily job.
 package trade
 
 import "zhifu"

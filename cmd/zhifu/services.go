@@ -31,8 +31,8 @@ const platformAccountsTimeout = 30 * time.Second
 const bankCallbackTimeout = 5 * time.Second
 
 // startServices builds the business services over the store and batcher
-// and starts their background workers (trade timers, notification
-// delivery, expired nonces and sessions). It first makes sure the
+// and starts their background workers (trade timers, the daily bills,
+// notification delivery, expired nonces and sessions). It first makes sure the
 // platform's ledger accounts exist. Close stops the workers before the
 // batcher.
 func (m *Main) startServices() error {
@@ -61,7 +61,7 @@ func (m *Main) startServices() error {
 		AlipaySigner: keys.SignNotification})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopWorkers = cancel
-	for _, run := range []func(context.Context){m.Trades.Run, m.Notify.Run, m.Identity.Run, keys.Run} {
+	for _, run := range []func(context.Context){m.Trades.Run, m.Trades.RunBills, m.Notify.Run, m.Identity.Run, keys.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
