@@ -72,8 +72,8 @@ type Call struct {
 	Bank      string
 	Kind      CallKind
 	TxnID     string // the bank transaction the call was about; "" for none
-	StartedAt time.Time
-	Latency   time.Duration
+	StartedAt time.Time     // on the service's clock
+	Latency   time.Duration // real time on the wire
 	Outcome   string // CallOK, CallRefused, CallTimeout or CallTransport
 	Code      string // the bank's code or failure reason, if any
 }
@@ -291,8 +291,11 @@ func (o *pruneCallsOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.Tran
 	return nil
 }
 
-// recordedBank is a bank whose every call is recorded in a CallLog, with
-// its latency on the service's clock.
+// recordedBank is a bank whose every call is recorded in a CallLog. A
+// call's start is the service's clock time, which places it in a day and a
+// minute; its latency is real time on the wire, measured on the monotonic
+// clock, so that a clock set by hand (or stepped by NTP) never shows as a
+// slow bank.
 type recordedBank struct {
 	Bank
 	name  string
@@ -300,11 +303,20 @@ type recordedBank struct {
 	clock zhifu.Clock
 }
 
-func (r *recordedBank) record(kind CallKind, txnID string, start time.Time, ok bool, code string, err error) {
+// started is when a call began: on the service's clock, and on the
+// monotonic clock for its latency.
+type started struct {
+	at   time.Time
+	wall time.Time
+}
+
+func (r *recordedBank) start() started { return started{at: r.clock.Now(), wall: time.Now()} }
+
+func (r *recordedBank) record(kind CallKind, txnID string, start started, ok bool, code string, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the platform gave up (shutting down): nothing learnt of the bank
 	}
-	c := Call{Bank: r.name, Kind: kind, TxnID: txnID, StartedAt: start, Latency: r.clock.Now().Sub(start),
+	c := Call{Bank: r.name, Kind: kind, TxnID: txnID, StartedAt: start.at, Latency: time.Since(start.wall),
 		Outcome: CallOK, Code: code}
 	if !ok {
 		c.Outcome = failedOutcome(err)
@@ -334,7 +346,7 @@ func errorCode(err error) string {
 	return ""
 }
 
-func (r *recordedBank) txnCall(kind CallKind, txnID string, start time.Time, txn bankapi.Transaction, err error) {
+func (r *recordedBank) txnCall(kind CallKind, txnID string, start started, txn bankapi.Transaction, err error) {
 	a := Classify(txn, err)
 	code := a.Reason
 	if a.Kind == Decided && txn.Status == bankapi.StatusFailed {
@@ -344,49 +356,49 @@ func (r *recordedBank) txnCall(kind CallKind, txnID string, start time.Time, txn
 }
 
 func (r *recordedBank) Debit(ctx context.Context, req bankapi.TxnRequest) (bankapi.Transaction, error) {
-	start := r.clock.Now()
+	start := r.start()
 	txn, err := r.Bank.Debit(ctx, req)
 	r.txnCall(CallDebit, req.RequestID, start, txn, err)
 	return txn, err
 }
 
 func (r *recordedBank) Credit(ctx context.Context, req bankapi.TxnRequest) (bankapi.Transaction, error) {
-	start := r.clock.Now()
+	start := r.start()
 	txn, err := r.Bank.Credit(ctx, req)
 	r.txnCall(CallCredit, req.RequestID, start, txn, err)
 	return txn, err
 }
 
 func (r *recordedBank) Inquire(ctx context.Context, requestID string) (bankapi.Transaction, error) {
-	start := r.clock.Now()
+	start := r.start()
 	txn, err := r.Bank.Inquire(ctx, requestID)
 	r.txnCall(CallInquiry, requestID, start, txn, err)
 	return txn, err
 }
 
 func (r *recordedBank) VerifyCard(ctx context.Context, cardNo, holder string) (bankapi.Card, error) {
-	start := r.clock.Now()
+	start := r.start()
 	card, err := r.Bank.VerifyCard(ctx, cardNo, holder)
 	r.record(CallVerify, "", start, callOutcome(err) == Success, errorCode(err), err)
 	return card, err
 }
 
 func (r *recordedBank) Statement(ctx context.Context, date string) (bankapi.Statement, error) {
-	start := r.clock.Now()
+	start := r.start()
 	st, err := r.Bank.Statement(ctx, date)
 	r.record(CallStatement, "", start, callOutcome(err) == Success, errorCode(err), err)
 	return st, err
 }
 
 func (r *recordedBank) Maintenance(ctx context.Context) (bankapi.MaintenanceNotice, error) {
-	start := r.clock.Now()
+	start := r.start()
 	n, err := r.Bank.Maintenance(ctx)
 	r.record(CallMaintenance, "", start, callOutcome(err) == Success, errorCode(err), err)
 	return n, err
 }
 
 func (r *recordedBank) Probe(ctx context.Context) error {
-	start := r.clock.Now()
+	start := r.start()
 	err := r.Bank.Probe(ctx)
 	r.record(CallProbe, "", start, callOutcome(err) == Success, errorCode(err), err)
 	return err

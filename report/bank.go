@@ -97,6 +97,8 @@ type Bank struct {
 	Txns  []Txns `json:"txns"` // one per Kinds, in order
 	Calls int64  `json:"calls"`
 	OK    int64  `json:"ok"`
+	// Calls counts the calls that asked the bank for service: every kind
+	// but the polls of its maintenance notice, which CallsByKind counts.
 	// CallsByKind counts the calls of each kind (debit, credit, inquiry…).
 	CallsByKind map[string]int64 `json:"calls_by_kind"`
 	// SuccessRate is OK/Calls, 0 without calls.
@@ -265,8 +267,11 @@ func (r *reading) outcomeRow(rows ledger.Rows) error {
 		return err
 	}
 	b := r.bank(bank)
-	b.Calls += n
 	b.CallsByKind[kind] += n
+	if kind == "maintenance" {
+		return nil // polls of the bank's notice, not service: counted by kind only
+	}
+	b.Calls += n
 	if outcome == "ok" {
 		b.OK += n
 		return nil
@@ -333,6 +338,9 @@ func (r *reading) latencyRow(rows ledger.Rows) error {
 func (r *reading) finish() []Bank {
 	out := make([]Bank, 0, len(r.banks))
 	for name, b := range r.banks {
+		if b.Calls == 0 && !slices.ContainsFunc(b.Txns, func(t Txns) bool { return t.Succeeded+t.Failed+t.Open > 0 }) {
+			continue // only polled for its maintenance notice: no business with the bank this month
+		}
 		for f, n := range r.failures[name] {
 			f.Count = n
 			b.Failures = append(b.Failures, f)

@@ -15,6 +15,9 @@
 // so a month of a million calls costs a few index range scans and memory
 // for a few thousand rows, whatever the volume. The SQL is all in sql.go.
 //
+// The polls of every bank's maintenance notice are counted by kind only: a
+// bank the platform did nothing else with is left out of the month.
+//
 // A call counts as a success when the bank answered for itself (see
 // channel.CallOK): a "declined, insufficient funds" is the bank working. A
 // minute counts as down when at least DownCallsMin calls were made to the

@@ -354,7 +354,7 @@ svg text { font: 12px system-ui, -apple-system, "Segoe UI", "Noto Sans", sans-se
 <td><span data-field="p95_ms">{{.P95Ms}}</span> ms</td>
 <td><span data-field="p99_ms">{{.P99Ms}}</span> ms</td>
 <td{{if .DownMinutes}} class="bad"{{end}}><span data-field="down_minutes">{{.DownMinutes}}</span> min</td>
-<td><span data-field="busiest_minute">{{.Busiest}}</span> · <span data-field="busiest_calls">{{.BusiestCalls}}</span> calls</td>
+<td><span data-field="busiest_minute">{{.Busiest}}</span> · <span data-field="busiest_calls">{{.BusiestCalls}}</span> {{if eq .BusiestCalls 1}}call{{else}}calls{{end}}</td>
 <td class="l wrap">{{if .TopFailure}}{{.TopFailure}}{{else}}<span class="muted">none</span>{{end}}</td>
 </tr>
 {{end}}</tbody>

@@ -96,6 +96,14 @@ func simulate(rng *rand.Rand, calls int) ([]channel.Call, []txnRow) {
 		out = append(out, channel.Call{Bank: "CMB", Kind: channel.CallProbe, StartedAt: at,
 			Latency: time.Millisecond, Outcome: channel.CallRefused, Code: "BANK_UNAVAILABLE"})
 	}
+	// Maintenance polls, of every bank: counted by kind only, and a bank
+	// with nothing else is not in the report.
+	for at := monthStart; at.Before(monthEnd); at = at.Add(6 * time.Hour) {
+		for _, bank := range []string{"ICBC", "ABC"} {
+			out = append(out, channel.Call{Bank: bank, Kind: channel.CallMaintenance, StartedAt: at,
+				Latency: time.Minute, Outcome: channel.CallTimeout})
+		}
+	}
 	// Outside the month: never counted.
 	for _, at := range []time.Time{monthStart.Add(-time.Nanosecond), monthEnd} {
 		out = append(out, channel.Call{Bank: "BOC", Kind: channel.CallDebit, TxnID: "X" + at.String(), StartedAt: at,
@@ -158,7 +166,7 @@ func expect(calls []channel.Call, txns []txnRow) map[string]*expected {
 	lat := make(map[string][]int64)
 	minutes := make(map[string]map[int64][2]int64)
 	for _, c := range calls {
-		if c.StartedAt.Before(monthStart) || !c.StartedAt.Before(monthEnd) {
+		if c.StartedAt.Before(monthStart) || !c.StartedAt.Before(monthEnd) || c.Kind == channel.CallMaintenance {
 			continue
 		}
 		e := get(c.Bank)
@@ -244,6 +252,9 @@ func TestBanksReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkMonth(t, m, expect(calls, txns))
+		if icbc := bankOf(m, "ICBC"); icbc.CallsByKind["maintenance"] != 4*31 {
+			t.Errorf("ICBC's maintenance polls: %v", icbc.CallsByKind)
+		}
 		if m.Banks[len(m.Banks)-1].Bank != "CMB" {
 			t.Errorf("CMB, down for an hour, ranks %v", m.Banks)
 		}

@@ -2,7 +2,9 @@ package report
 
 // The report's queries, all of them, written once for both stores (?
 // placeholders, integer division of BIGINT nanoseconds). Each takes the
-// month's bounds [from, to) in unix nanoseconds.
+// month's bounds [from, to) in unix nanoseconds. Reads of the banks'
+// maintenance notices are the platform polling every bank, busy or idle:
+// they are counted by kind and left out of every other figure.
 
 // txnTotalsSQL counts the month's bank transactions per bank, kind, method,
 // whether they pay a trade, and status, with the money of each group.
@@ -21,13 +23,13 @@ const callOutcomesSQL = `SELECT bank, kind, outcome, code, COUNT(*)
 // in which a bank was called (minutes since the epoch); read as a stream.
 const callMinutesSQL = `SELECT bank, started_at / 60000000000, COUNT(*),
 	SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END)
-	FROM bank_calls WHERE started_at >= ? AND started_at < ?
+	FROM bank_calls WHERE started_at >= ? AND started_at < ? AND kind <> 'maintenance'
 	GROUP BY bank, started_at / 60000000000`
 
 // callLatencySQL is every bank's latency histogram in whole milliseconds,
 // in ascending order: at most one row per millisecond value that occurred,
 // a few thousand for calls bounded by the channels' timeout.
 const callLatencySQL = `SELECT bank, latency / 1000000, COUNT(*)
-	FROM bank_calls WHERE started_at >= ? AND started_at < ?
+	FROM bank_calls WHERE started_at >= ? AND started_at < ? AND kind <> 'maintenance'
 	GROUP BY bank, latency / 1000000
 	ORDER BY bank, latency / 1000000`
