@@ -71,11 +71,11 @@ const (
 type Call struct {
 	Bank      string
 	Kind      CallKind
-	TxnID     string // the bank transaction the call was about; "" for none
+	TxnID     string        // the bank transaction the call was about; "" for none
 	StartedAt time.Time     // on the service's clock
 	Latency   time.Duration // real time on the wire
-	Outcome   string // CallOK, CallRefused, CallTimeout or CallTransport
-	Code      string // the bank's code or failure reason, if any
+	Outcome   string        // CallOK, CallRefused, CallTimeout or CallTransport
+	Code      string        // the bank's code or failure reason, if any
 }
 
 // CallLog records the platform's calls to banks in the bank_calls table,
