@@ -102,6 +102,9 @@ type CallLog struct {
 
 // NewCallLog returns a log writing through b.
 func NewCallLog(b *ledger.Batcher, clock zhifu.Clock, logger *slog.Logger) *CallLog {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &CallLog{batcher: b, clock: clock, logger: logger, full: make(chan struct{}, 1)}
 }
 
@@ -346,13 +349,27 @@ func errorCode(err error) string {
 	return ""
 }
 
-func (r *recordedBank) txnCall(kind CallKind, txnID string, start started, txn bankapi.Transaction, err error) {
+// CallOutcome is how a debit, credit or inquiry answered with txn and err
+// is recorded: its outcome, as the breaker counts health (see
+// Answer.Healthy), and the bank's code or failure reason.
+func CallOutcome(txn bankapi.Transaction, err error) (outcome, code string) {
 	a := Classify(txn, err)
-	code := a.Reason
+	code = a.Reason
 	if a.Kind == Decided && txn.Status == bankapi.StatusFailed {
 		code = txn.Reason
 	}
-	r.record(kind, txnID, start, a.Healthy(), code, err)
+	if code == "no answer" {
+		code = ""
+	}
+	if a.Healthy() {
+		return CallOK, code
+	}
+	return failedOutcome(err), code
+}
+
+func (r *recordedBank) txnCall(kind CallKind, txnID string, start started, txn bankapi.Transaction, err error) {
+	outcome, code := CallOutcome(txn, err)
+	r.record(kind, txnID, start, outcome == CallOK, code, err)
 }
 
 func (r *recordedBank) Debit(ctx context.Context, req bankapi.TxnRequest) (bankapi.Transaction, error) {

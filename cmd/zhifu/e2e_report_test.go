@@ -219,6 +219,7 @@ func reportBankMonth(t *testing.T, backend string) {
 	if d := e.ch.Calls().Dropped(); d != 0 {
 		t.Fatalf("%d call records dropped", d)
 	}
+	checkCallRecords(t, e)
 	want := rpRaw(t, e)
 	if want["CMB"].down < 55 {
 		t.Fatalf("the raw records show CMB down %d minutes: the outage did not take", want["CMB"].down)
@@ -261,6 +262,43 @@ func cmbCollapses(t *testing.T, e *rpEnv, users []*chUser) {
 	}
 	e.advance(10 * time.Second)
 	e.settle(t)
+}
+
+// checkCallRecords: every debit, credit and inquiry recorded names a bank
+// transaction of the same bank, and each kind of call the month made is
+// there, the refusals of CMB's outage among them (while its breaker is
+// half-open, the top-ups it refused are sent again: those are its probes).
+func checkCallRecords(t *testing.T, e *rpEnv) {
+	t.Helper()
+	ctx := context.Background()
+	var orphans int64
+	if err := e.m.store.Reader().QueryRow(ctx, `SELECT count(*) FROM bank_calls c WHERE c.kind IN ('debit', 'credit', 'inquiry')
+		AND NOT EXISTS (SELECT 1 FROM bank_txns x WHERE x.txn_id = c.txn_id AND x.bank = c.bank)`).Scan(&orphans); err != nil {
+		t.Fatal(err)
+	}
+	if orphans != 0 {
+		t.Errorf("%d call records name no bank transaction of their bank", orphans)
+	}
+	rows, err := e.m.store.Reader().Query(ctx, `SELECT kind, outcome, count(*) FROM bank_calls GROUP BY kind, outcome`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := map[string]int64{}
+	for rows.Next() {
+		var kind, outcome string
+		var n int64
+		if err := rows.Scan(&kind, &outcome, &n); err != nil {
+			t.Fatal(err)
+		}
+		seen[kind+" "+outcome] = n
+	}
+	for _, k := range []string{"verify ok", "debit ok", "credit ok", "debit refused", "maintenance ok"} {
+		if seen[k] == 0 {
+			t.Errorf("no %s call recorded: %v", k, seen)
+		}
+	}
+	t.Logf("calls recorded: %v", seen)
 }
 
 // rpBank is one bank's month computed from the raw rows.
