@@ -71,4 +71,6 @@ func TestBillParts(t *testing.T) {
 	})
 }
 
-func record(i int) []string { return []string{fmt.Sprint(i), "line, with a comma", "引号\"", "多\n行"} }
+func record(i int) []string {
+	return []string{fmt.Sprint(i), "line, with a comma", "引号\"", "多\n行"}
+}
