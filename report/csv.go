@@ -67,24 +67,29 @@ func busiest(b Bank) string {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-// WriteText writes the report as an aligned table for a terminal, one line
-// per bank in rank order, and each bank's money by kind below.
+// WriteText writes the report as aligned tables for a terminal: one line
+// per bank in rank order, then each bank's transactions and money by kind.
 func (m *Month) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "Banks' report %s (China time)\t\t\t\t\t\t\t\t\t\n", m.Month)
-	fmt.Fprintln(tw, "rank\tbank\tcalls\tsuccess\tp50 ms\tp95 ms\tp99 ms\tdown min\tbusiest minute\ttop failure\t")
+	fmt.Fprintf(w, "Banks' report %s (%s to %s, China time)\n\n", m.Month, m.From.Format("2006-01-02"),
+		m.To.AddDate(0, 0, -1).Format("2006-01-02"))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "rank\tbank\tcalls\tsuccess\tp50\tp95\tp99\tdown\tbusiest minute\ttop failure")
 	for _, b := range m.Banks {
-		top := ""
+		top := "none"
 		if len(b.Failures) > 0 {
 			top = fmt.Sprintf("%s (%d)", b.Failures[0].Label(), b.Failures[0].Count)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s%%\t%d\t%d\t%d\t%d\t%s (%d)\t%s\t\n", b.Rank, b.Bank, b.Calls,
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s%%\t%d ms\t%d ms\t%d ms\t%d min\t%s (%d calls)\t%s\n", b.Rank, b.Bank, b.Calls,
 			Percent(b.SuccessRate), b.P50Ms, b.P95Ms, b.P99Ms, b.DownMinutes, busiest(b), b.BusiestCalls, top)
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "bank\t")
 	for _, k := range Kinds {
-		fmt.Fprintf(tw, "%s ok/failed\t%s yuan\t", k, k)
+		fmt.Fprintf(tw, "%s ok/failed\tyuan\t", strings.ToLower(kindTitles[k]))
 	}
 	fmt.Fprintln(tw)
 	for _, b := range m.Banks {
