@@ -3,8 +3,9 @@
 // batcher, the business services, the bank channels (with the simulated
 // banks in-process unless --banks-url names others), and the HTTP server.
 // "zhifu banksim" runs the simulated banks alone; "zhifu report bank"
-// prints the banks' monthly report of a database. Main holds that wiring with ParseFlags, Run
-// and Close, so tests run the real program on port 0 with a temp database.
+// prints the banks' monthly report of a database. Main holds that wiring
+// with ParseFlags, Run and Close, so tests run the real program on port 0
+// with a temp database.
 package main
 
 import (
