@@ -155,8 +155,8 @@ func ParseMonth(month string) (from, to time.Time, err error) {
 }
 
 // Banks builds the banks' report of month (YYYY-MM).
-func (s *Service) Banks(ctx context.Context, month string) (*Month, error) {
-	from, to, err := ParseMonth(month)
+func (s *Service) Banks(ctx context.Context, monthName string) (*Month, error) {
+	from, to, err := ParseMonth(monthName)
 	if err != nil {
 		return nil, err
 	}
@@ -165,23 +165,28 @@ func (s *Service) Banks(ctx context.Context, month string) (*Month, error) {
 		return nil, &zhifu.Error{Code: zhifu.InvalidRequest, Param: "month",
 			Message: fmt.Sprintf("month must be within %d months of today", monthsBackMax)}
 	}
-	r := &reading{from: from, to: to, banks: make(map[string]*Bank)}
+	r := &reading{from: from, to: to, banks: make(map[string]*Bank), latency: make(map[string]map[int64]int64)}
 	q := s.store.Reader()
-	args := []any{from.UnixNano(), to.UnixNano()}
+	var lo, hi int64
+	if err := q.QueryRow(ctx, callSeqsSQL, from.UnixNano(), to.UnixNano()).Scan(&lo, &hi); err != nil {
+		return nil, fmt.Errorf("report: call records: %w", err)
+	}
+	month := []any{from.UnixNano(), to.UnixNano()}
+	calls := []any{lo, hi, from.UnixNano(), to.UnixNano()}
 	for _, step := range []struct {
 		what, sql string
+		args      []any
 		scan      func(ledger.Rows) error
 	}{
-		{"transactions", txnTotalsSQL, r.txnRow},
-		{"calls", callOutcomesSQL, r.outcomeRow},
-		{"minutes", callMinutesSQL, r.minuteRow},
-		{"latency", callLatencySQL, r.latencyRow},
+		{"transactions", txnTotalsSQL, month, r.txnRow},
+		{"calls", callOutcomesSQL, calls, r.outcomeRow},
+		{"minutes", callMinutesSQL, calls, r.minuteRow},
 	} {
-		if err := each(ctx, q, step.sql, args, step.scan); err != nil {
+		if err := each(ctx, q, step.sql, step.args, step.scan); err != nil {
 			return nil, fmt.Errorf("report: %s: %w", step.what, err)
 		}
 	}
-	return &Month{Month: month, From: from, To: to, Banks: r.finish(), GeneratedAt: now}, nil
+	return &Month{Month: monthName, From: from, To: to, Banks: r.finish(), GeneratedAt: now}, nil
 }
 
 // each runs query and hands every row to scan, one at a time.
@@ -204,9 +209,7 @@ type reading struct {
 	from, to time.Time
 	banks    map[string]*Bank
 	failures map[string]map[Failure]int64 // bank → (outcome, code) → count
-	// latency: the bank whose histogram is being read and how far.
-	latBank string
-	latSeen int64
+	latency  map[string]map[int64]int64   // bank → whole milliseconds → calls
 }
 
 func (r *reading) bank(name string) *Bank {
@@ -262,8 +265,8 @@ func (r *reading) txnRow(rows ledger.Rows) error {
 
 func (r *reading) outcomeRow(rows ledger.Rows) error {
 	var bank, kind, outcome, code string
-	var n int64
-	if err := rows.Scan(&bank, &kind, &outcome, &code, &n); err != nil {
+	var ms, n int64
+	if err := rows.Scan(&bank, &kind, &outcome, &code, &ms, &n); err != nil {
 		return err
 	}
 	b := r.bank(bank)
@@ -272,6 +275,10 @@ func (r *reading) outcomeRow(rows ledger.Rows) error {
 		return nil // polls of the bank's notice, not service: counted by kind only
 	}
 	b.Calls += n
+	if r.latency[bank] == nil {
+		r.latency[bank] = make(map[int64]int64)
+	}
+	r.latency[bank][ms] += n
 	if outcome == "ok" {
 		b.OK += n
 		return nil
@@ -308,30 +315,28 @@ func (r *reading) minuteRow(rows ledger.Rows) error {
 	return nil
 }
 
-// latencyRow reads the histogram in order; the percentiles are the values
-// at ranks ⌈p·N⌉, computed in integers so that 95% of 100 is 95.
-func (r *reading) latencyRow(rows ledger.Rows) error {
-	var bank string
-	var ms, n int64
-	if err := rows.Scan(&bank, &ms, &n); err != nil {
-		return err
+// percentiles sets b's latency percentiles from its histogram: the
+// values at ranks ⌈p·N⌉, computed in integers so that 95% of 100 is 95.
+func percentiles(b *Bank, hist map[int64]int64) {
+	values := make([]int64, 0, len(hist))
+	for ms := range hist {
+		values = append(values, ms)
 	}
-	if bank != r.latBank {
-		r.latBank, r.latSeen = bank, 0
-	}
-	b := r.bank(bank)
-	before := r.latSeen
-	r.latSeen += n
-	for _, p := range []struct {
-		permille int64
-		dst      *int64
-	}{{500, &b.P50Ms}, {950, &b.P95Ms}, {990, &b.P99Ms}} {
-		rank := (p.permille*b.Calls + 999) / 1000
-		if before < rank && r.latSeen >= rank {
-			*p.dst = ms
+	slices.Sort(values)
+	var seen int64
+	for _, ms := range values {
+		before := seen
+		seen += hist[ms]
+		for _, p := range []struct {
+			permille int64
+			dst      *int64
+		}{{500, &b.P50Ms}, {950, &b.P95Ms}, {990, &b.P99Ms}} {
+			rank := (p.permille*b.Calls + 999) / 1000
+			if before < rank && seen >= rank {
+				*p.dst = ms
+			}
 		}
 	}
-	return nil
 }
 
 // finish names each bank's top failures and ranks the banks.
@@ -352,6 +357,7 @@ func (r *reading) finish() []Bank {
 			b.Failures = b.Failures[:FailuresTopMax]
 		}
 		b.SuccessRate = rate(b.OK, b.Calls)
+		percentiles(b, r.latency[name])
 		out = append(out, *b)
 	}
 	slices.SortFunc(out, func(x, y Bank) int {
