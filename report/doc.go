@@ -11,8 +11,10 @@
 // (UTC+8), as the platform's bills count days.
 //
 // Every figure is aggregated in the database (GROUP BY per bank, per minute,
-// per millisecond of latency), and the per-minute rows are read as a stream,
-// so a month of a million calls costs a few index range scans and memory
+// per millisecond of latency), and the per-minute rows are read as a
+// stream. The month's call records, written in the order of the calls, are
+// found as one stretch of the table by an index-only read and then read in
+// order, twice; a month of a million calls costs those reads and memory
 // for a few thousand rows, whatever the volume. The SQL is all in sql.go.
 //
 // The polls of every bank's maintenance notice are counted by kind only: a
