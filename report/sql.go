@@ -21,10 +21,10 @@ const txnTotalsSQL = `SELECT bank, kind, method, CASE WHEN trade_no <> '' THEN 1
 const callSeqsSQL = `SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), -1) FROM bank_calls
 	WHERE started_at >= ? AND started_at < ?`
 
-// callWhere is the month's records by seq range and start; the unary plus
-// keeps the planner off the started_at index for the scan itself. It takes
-// the range's first and last seq, then the month's bounds.
-const callWhere = `seq >= ? AND seq <= ? AND +started_at >= ? AND +started_at < ?`
+// callWhere is the month's records by seq range and start, the planner
+// choosing how to read them. It takes the range's first and last seq, then
+// the month's bounds.
+const callWhere = `seq >= ? AND seq <= ? AND started_at >= ? AND started_at < ?`
 
 // callOutcomesSQL counts the month's calls per bank, kind of call,
 // outcome, code and latency in whole milliseconds: a few thousand rows, the
