@@ -9,7 +9,9 @@
 // cashier advises, and when the transactions a sick bank kept waiting are
 // taken up again. It speaks to each bank through the Bank interface: the
 // calls of package bankapi's protocol, which bankapi.Client makes over
-// HTTP and an adapter of another bank could make its own way.
+// HTTP and an adapter of another bank could make its own way. Every call
+// made to a bank is also recorded, a second later and in batches, for the
+// banks' monthly report (CallLog).
 package channel
 
 import (

@@ -183,7 +183,8 @@ type Service struct {
 	quiet atomic.Bool
 
 	// pace is which banks this node leads, among several (pace.go).
-	pace pace
+	pace  pace
+	calls *CallLog
 
 	announceMu    sync.RWMutex
 	announcements []Announcement // the operator's, ending after the last refresh
@@ -193,7 +194,7 @@ type Service struct {
 type bank struct {
 	name    string
 	index   int
-	client  *bankapi.Client
+	client  Bank // recorded: every call leaves a Call in the service's CallLog
 	window  *Window
 	breaker *Breaker
 	bucket  *Bucket // the bank's capacity
@@ -234,7 +235,8 @@ func New(cfg Config) (*Service, error) {
 	cfg = cfg.withDefaults()
 	l, _ := zhifu.LedgerOf(zhifu.CNY)
 	s := &Service{cfg: cfg, ledgerID: l, banks: make(map[string]*bank), inflight: make(map[string]bool),
-		acceptSlots: make(chan struct{}, cfg.AcceptInFlightMax), kick: make(chan struct{}, 1)}
+		acceptSlots: make(chan struct{}, cfg.AcceptInFlightMax), kick: make(chan struct{}, 1),
+		calls: NewCallLog(cfg.Batcher, cfg.Clock, cfg.Logger)}
 	s.SetPublicURL(cfg.PublicURL)
 	for i, name := range zhifu.Banks {
 		secret := cfg.Secrets[name]
@@ -249,7 +251,7 @@ func New(cfg Config) (*Service, error) {
 		client := bankapi.NewClient(cfg.BanksURL, name, secret, cfg.HTTP)
 		client.Clock = cfg.Clock
 		bgRate := capacity * cfg.BackgroundShare
-		b := &bank{name: name, index: i, client: client, window: w, breaker: NewBreaker(cfg.Breaker, w),
+		b := &bank{name: name, index: i, client: &recordedBank{Bank: client, name: name, log: s.calls, clock: cfg.Clock}, window: w, breaker: NewBreaker(cfg.Breaker, w),
 			bucket: NewBucket(capacity, burstOf(capacity)), bg: NewBucket(bgRate, burstOf(bgRate)),
 			urgent: make(chan job, jobsQueueMax), jobs: make(chan job, jobsQueueMax)}
 		s.banks[name] = b

@@ -15,7 +15,8 @@ import (
 // Run runs the channels' workers until ctx ends: for every bank a pool of
 // callers (at most CallsInFlightMax calls in flight, a quarter of them kept
 // for payments), and one poller that hands them due work, claims queued
-// withdrawals at the bank's pace, and starts statement sweeps. Nothing the
+// withdrawals at the bank's pace, and starts statement sweeps; and the
+// call log, which writes the record of every call a second later. Nothing the
 // workers know lives only in memory: every transaction's next step is in
 // its row, so a restart resumes where the last run stopped.
 func (s *Service) Run(ctx context.Context) {
@@ -30,6 +31,13 @@ func (s *Service) Run(ctx context.Context) {
 		}
 	}
 	wg.Go(func() { s.refresher(ctx) })
+	// The call log outlives the callers, to write their last records.
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		s.calls.Run(logCtx)
+	}()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
@@ -37,6 +45,8 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			wg.Wait()
 			s.sweeps.Wait()
+			stopLog()
+			<-logDone
 			return
 		case <-tick.C:
 		case <-s.kick:
@@ -44,6 +54,9 @@ func (s *Service) Run(ctx context.Context) {
 		s.poll(ctx)
 	}
 }
+
+// Calls returns the log of the service's calls to banks.
+func (s *Service) Calls() *CallLog { return s.calls }
 
 // Resume reads what the workers must know from the database: the queue
 // lengths and the operator's announcements.

@@ -291,7 +291,10 @@ func (s *Service) refundQuery(ctx context.Context, m *identity.Merchant, c *Call
 }
 
 // billURL answers alipay.data.dataservice.bill.downloadurl.query with a
-// signed link to the day's trade bill, valid for billURLTTL.
+// signed link to the day's bill, valid for billURLTTL: bill_type trade,
+// the trade bill (交易明细), or signcustomer, the account bill (账务明细)
+// of the merchant's wallet. Both are CSV in Alipay's column order; a
+// finished day's bills are the ones the daily bill job wrote.
 func (s *Service) billURL(ctx context.Context, m *identity.Merchant, c *Call) (map[string]any, *Error) {
 	b, e := parseBiz(c)
 	if e != nil {
@@ -303,6 +306,6 @@ func (s *Service) billURL(ctx context.Context, m *identity.Merchant, c *Call) (m
 	if _, err := time.Parse("2006-01-02", b.BillDate); err != nil || strings.Count(b.BillDate, "-") != 2 {
 		return nil, errorf(CodeInvalidArguments, "isv.invalid-parameter", "bill_date must be yyyy-MM-dd")
 	}
-	link := s.BillLink(m.MerchantID, b.BillDate, s.cfg.Clock.Now().Add(billURLTTL))
+	link := s.BillLink(m.MerchantID, b.BillDate, b.BillType, s.cfg.Clock.Now().Add(billURLTTL))
 	return map[string]any{"bill_download_url": link}, nil
 }

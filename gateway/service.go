@@ -232,25 +232,39 @@ func fromZhifu(err error) *Error {
 // billURLTTL is how long a bill download link works.
 const billURLTTL = 30 * time.Minute
 
-// BillLink signs a download link for merchant's bill of date.
-func (s *Service) BillLink(merchantID, date string, expires time.Time) string {
-	q := url.Values{"merchant_id": {merchantID}, "date": {date}, "expires": {strconv.FormatInt(expires.Unix(), 10)}}
+// BillLink signs a download link for merchant's bill of date and type
+// (trade or signcustomer; the type is in the link, and signed, unless it
+// is trade).
+func (s *Service) BillLink(merchantID, date, billType string, expires time.Time) string {
+	q := billLinkValues(merchantID, date, billType, strconv.FormatInt(expires.Unix(), 10))
 	q.Set("sig", s.billSig(q))
 	return s.cfg.BaseURL() + "/v1/bills/download?" + q.Encode()
 }
 
+func billLinkValues(merchantID, date, billType, expires string) url.Values {
+	q := url.Values{"merchant_id": {merchantID}, "date": {date}, "expires": {expires}}
+	if billType != "" && billType != "trade" {
+		q.Set("type", billType)
+	}
+	return q
+}
+
 // CheckBillLink verifies a download link's parameters and returns the
-// merchant and date it is for.
-func (s *Service) CheckBillLink(q url.Values) (merchantID, date string, ok bool) {
+// merchant, date and bill type it is for.
+func (s *Service) CheckBillLink(q url.Values) (merchantID, date, billType string, ok bool) {
 	exp, err := strconv.ParseInt(q.Get("expires"), 10, 64)
 	if err != nil || s.cfg.Clock.Now().Unix() > exp {
-		return "", "", false
+		return "", "", "", false
 	}
-	want := s.billSig(url.Values{"merchant_id": {q.Get("merchant_id")}, "date": {q.Get("date")}, "expires": {q.Get("expires")}})
+	want := s.billSig(billLinkValues(q.Get("merchant_id"), q.Get("date"), q.Get("type"), q.Get("expires")))
 	if !hmac.Equal([]byte(want), []byte(q.Get("sig"))) {
-		return "", "", false
+		return "", "", "", false
 	}
-	return q.Get("merchant_id"), q.Get("date"), true
+	billType = q.Get("type")
+	if billType == "" {
+		billType = "trade"
+	}
+	return q.Get("merchant_id"), q.Get("date"), billType, true
 }
 
 // billSig keys the link's HMAC with a secret derived from the platform's

@@ -48,7 +48,7 @@ func (s *Server) handleGateway(w nethttp.ResponseWriter, r *nethttp.Request) {
 // alipay.data.dataservice.bill.downloadurl.query: the link's signature is
 // the credential, as Alipay's download links are.
 func (s *Server) handleBillDownload(w nethttp.ResponseWriter, r *nethttp.Request) error {
-	merchantID, date, ok := s.svc.Gateway.CheckBillLink(r.URL.Query())
+	merchantID, date, billType, ok := s.svc.Gateway.CheckBillLink(r.URL.Query())
 	if !ok {
 		return zhifu.Errorf(zhifu.Unauthorized, "the download link is invalid or has expired")
 	}
@@ -59,5 +59,5 @@ func (s *Server) handleBillDownload(w nethttp.ResponseWriter, r *nethttp.Request
 	if r.URL.Query().Get("date") != date {
 		return zhifu.Errorf(zhifu.Unauthorized, "the download link is invalid or has expired")
 	}
-	return s.handleBill(w, r, m)
+	return s.serveBill(w, r, m, billType)
 }

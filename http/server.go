@@ -183,6 +183,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 	if s.svc.Gateway != nil {
 		s.gatewayRoutes(mux)
 	}
+	s.reportRoutes(mux)
 
 	// Anything else gets the API's error shape rather than the mux's text.
 	s.handleFunc(mux, "/", func(w nethttp.ResponseWriter, r *nethttp.Request) {

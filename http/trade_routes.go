@@ -168,18 +168,28 @@ func (s *Server) handleGetRefund(w nethttp.ResponseWriter, r *nethttp.Request, m
 	return nil
 }
 
-// handleBill streams the day's CSV. Everything that can be refused is
-// refused before the first byte; a failure while streaming can no longer
-// become an error response, so the connection is cut and the client sees a
-// truncated body rather than a bill that looks complete.
+// handleBill streams the day's CSV: ?type=trade (the default) or
+// signcustomer. Everything that can be refused is refused before the first
+// byte; a failure while streaming can no longer become an error response,
+// so the connection is cut and the client sees a truncated body rather
+// than a bill that looks complete.
 func (s *Server) handleBill(w nethttp.ResponseWriter, r *nethttp.Request, m *identity.Merchant) error {
+	return s.serveBill(w, r, m, r.URL.Query().Get("type"))
+}
+
+// serveBill streams merchant m's bill of type typ of ?date=.
+func (s *Server) serveBill(w nethttp.ResponseWriter, r *nethttp.Request, m *identity.Merchant, typ string) error {
 	date := r.URL.Query().Get("date")
-	bill, err := s.svc.Trades.NewBill(r.Context(), m, date)
+	bill, err := s.svc.Trades.NewBill(r.Context(), m, date, typ)
 	if err != nil {
 		return err
 	}
+	name := "bill"
+	if bill.Type() != trade.BillTrade {
+		name = "bill-" + bill.Type()
+	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="bill-%s-%s.csv"`, m.MerchantID, date))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s-%s.csv"`, name, m.MerchantID, date))
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(nethttp.StatusOK)
 	if err := bill.WriteCSV(r.Context(), w); err != nil {

@@ -1,7 +1,8 @@
 // Package schema holds the business tables' migrations once for both stores:
 // users, merchants, sessions, nonces, idempotency keys, trades, refunds,
-// payment codes, notifications, platform keys, cards, bank transactions and
-// announcements. Package sqlite and package postgres apply them with their
+// payment codes, notifications, platform keys, cards, bank transactions,
+// announcements, the record of every call to a bank, and merchants' stored
+// daily bills. Package sqlite and package postgres apply them with their
 // own ledger migration (the accounts and transfers tables, version 0001, in
 // sqlite/migrations and postgres/migrations: those differ in types and
 // indexes for each database's sake and stay per store).

@@ -3,6 +3,7 @@ package trade
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -28,39 +29,98 @@ var billHeader = []string{"支付宝交易号", "商户订单号", "业务类型
 // billTimeLayout is how Alipay bills write times (in UTC+8).
 const billTimeLayout = "2006-01-02 15:04:05"
 
-// Bill is one merchant's day, checked and counted, ready to write.
+// Bill types: the two bills of alipay.data.dataservice.bill.downloadurl.query.
+const (
+	// BillTrade is the trade bill (交易明细): the day's trades and refunds.
+	BillTrade = "trade"
+	// BillSignCustomer is the account bill (账务明细): every movement of the
+	// merchant's wallet that day, with the balance after it.
+	BillSignCustomer = "signcustomer"
+)
+
+// Bill is one merchant's bill of one day, checked and counted, ready to
+// write: as the daily bill job stored it, or, for a day it has not
+// written (today's, or one it has not reached), built from the records.
 type Bill struct {
 	s          *Service
 	merchantID string
+	userID     string
+	wallet     int64 // the merchant's wallet account
+	date, typ  string
 	from, to   time.Time // the day in UTC+8: [from, to)
 	Lines      int
+	// Stored says the bill is the one the daily job wrote, served as it is.
+	Stored bool
+	// seqs bound the account bill's ledger rows: [seqFrom, seqTo).
+	seqFrom, seqTo int64
 }
 
-// NewBill prepares merchant m's bill for date (YYYY-MM-DD). The day is a
-// day in China (UTC+8, Asia/Shanghai time, as Alipay's bills and its
-// merchants count days), not a UTC day. A trade appears on the day it was
-// paid, a refund on the day it was made.
-func (s *Service) NewBill(ctx context.Context, m *identity.Merchant, date string) (*Bill, error) {
+// NewBill prepares merchant m's bill of type typ (BillTrade when empty)
+// for date (YYYY-MM-DD). The day is a day in China (UTC+8, Asia/Shanghai
+// time, as Alipay's bills and its merchants count days), not a UTC day. A
+// trade appears on the day it was paid, a refund on the day it was made, a
+// wallet movement on the day it was committed.
+func (s *Service) NewBill(ctx context.Context, m *identity.Merchant, date, typ string) (*Bill, error) {
 	day, err := time.ParseInLocation("2006-01-02", date, chinaTime)
 	if err != nil || day.Format("2006-01-02") != date {
 		return nil, invalid("date", "date must be a day written YYYY-MM-DD")
 	}
-	b := &Bill{s: s, merchantID: m.MerchantID, from: day, to: day.AddDate(0, 0, 1)}
-	var trades, refunds int64
+	if typ == "" {
+		typ = BillTrade
+	}
+	if typ != BillTrade && typ != BillSignCustomer {
+		return nil, invalid("type", "type must be %s or %s", BillTrade, BillSignCustomer)
+	}
+	num, ok := zhifu.ParseUserID(m.UserID)
+	if !ok {
+		return nil, fmt.Errorf("trade: merchant %s has no wallet", m.MerchantID)
+	}
+	b := &Bill{s: s, merchantID: m.MerchantID, userID: m.UserID, wallet: zhifu.WalletAccountID(num), date: date, typ: typ,
+		from: day, to: day.AddDate(0, 0, 1)}
 	q := s.cfg.Store.Reader()
+	var lines int64
+	err = q.QueryRow(ctx, `SELECT lines FROM bills WHERE merchant_id = ? AND bill_date = ? AND bill_type = ?`,
+		b.merchantID, date, typ).Scan(&lines)
+	switch {
+	case err == nil:
+		b.Lines, b.Stored = int(lines), true
+		return b, nil
+	case !errors.Is(err, ledger.ErrNoRows):
+		return nil, fmt.Errorf("trade: stored bill: %w", err)
+	}
+	if typ == BillSignCustomer {
+		lines, err = b.countAccountLines(ctx)
+	} else {
+		lines, err = b.countTradeLines(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if lines > BillLinesMax {
+		return nil, zhifu.Errorf(zhifu.LimitExceeded, "the bill of %s has %d lines, more than %d", date,
+			lines, BillLinesMax)
+	}
+	b.Lines = int(lines)
+	return b, nil
+}
+
+// Date and Type say which bill b is.
+func (b *Bill) Date() string { return b.date }
+
+// Type is BillTrade or BillSignCustomer.
+func (b *Bill) Type() string { return b.typ }
+
+func (b *Bill) countTradeLines(ctx context.Context) (int64, error) {
+	var trades, refunds int64
+	q := b.s.cfg.Store.Reader()
 	if err := q.QueryRow(ctx, `SELECT COUNT(*) FROM trades WHERE `+billTradesWhere, b.tradeArgs()...).Scan(&trades); err != nil {
-		return nil, fmt.Errorf("trade: count bill trades: %w", err)
+		return 0, fmt.Errorf("trade: count bill trades: %w", err)
 	}
 	if err := q.QueryRow(ctx, `SELECT COUNT(*) FROM refunds r JOIN trades t ON t.trade_no = r.trade_no
 		WHERE `+billRefundsWhere, b.refundArgs()...).Scan(&refunds); err != nil {
-		return nil, fmt.Errorf("trade: count bill refunds: %w", err)
+		return 0, fmt.Errorf("trade: count bill refunds: %w", err)
 	}
-	if trades+refunds > BillLinesMax {
-		return nil, zhifu.Errorf(zhifu.LimitExceeded, "the bill of %s has %d lines, more than %d", date,
-			trades+refunds, BillLinesMax)
-	}
-	b.Lines = int(trades + refunds)
-	return b, nil
+	return trades + refunds, nil
 }
 
 // billTradesWhere finds trades paid in [from, to). created_at narrows the
@@ -79,14 +139,45 @@ func (b *Bill) refundArgs() []any {
 	return []any{b.from.UnixNano(), b.to.UnixNano(), b.merchantID}
 }
 
-// WriteCSV streams the bill: the header, trade lines in order of payment,
-// then refund lines in order of refund. At most Lines plus what arrived
-// since NewBill counted, and never more than BillLinesMax.
+// WriteCSV streams the bill: the stored one as it was written, else the
+// lines built from the records (see writeTradeLines and
+// writeAccountLines), never more than BillLinesMax.
 func (b *Bill) WriteCSV(ctx context.Context, w io.Writer) error {
+	if b.Stored {
+		return b.writeStored(ctx, w)
+	}
 	cw := csv.NewWriter(w)
+	if err := b.writeRecords(ctx, cw); err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// recordWriter takes a bill's records one at a time: a csv.Writer, or the
+// daily job's writer of stored parts.
+type recordWriter interface {
+	Write(record []string) error
+}
+
+// writeRecords writes the header and the lines built from the records.
+func (b *Bill) writeRecords(ctx context.Context, cw recordWriter) error {
+	if b.typ == BillSignCustomer {
+		if err := cw.Write(accountBillHeader); err != nil {
+			return err
+		}
+		return b.writeAccountLines(ctx, cw)
+	}
 	if err := cw.Write(billHeader); err != nil {
 		return err
 	}
+	return b.writeTradeLines(ctx, cw)
+}
+
+// writeTradeLines writes trade lines in order of payment, then refund
+// lines in order of refund: at most Lines plus what arrived since NewBill
+// counted, and never more than BillLinesMax.
+func (b *Bill) writeTradeLines(ctx context.Context, cw recordWriter) error {
 	q := b.s.cfg.Store.Reader()
 	rows, err := q.Query(ctx, `SELECT `+tradeColumns+` FROM trades WHERE `+billTradesWhere+
 		` ORDER BY paid_at, trade_no LIMIT ?`, append(b.tradeArgs(), BillLinesMax)...)
@@ -113,8 +204,7 @@ func (b *Bill) WriteCSV(ctx context.Context, w io.Writer) error {
 	if _, err := writeLines(rows, cw, BillLinesMax-written, scanRefundLine); err != nil {
 		return fmt.Errorf("trade: bill refunds: %w", err)
 	}
-	cw.Flush()
-	return cw.Error()
+	return nil
 }
 
 func scanRefundLine(r ledger.Rows) ([]string, error) {
@@ -136,7 +226,7 @@ type prefixRow struct {
 
 func (p prefixRow) Scan(dest ...any) error { return p.Row.Scan(append(p.head, dest...)...) }
 
-func writeLines(rows ledger.Rows, cw *csv.Writer, max int, line func(ledger.Rows) ([]string, error)) (int, error) {
+func writeLines(rows ledger.Rows, cw recordWriter, max int, line func(ledger.Rows) ([]string, error)) (int, error) {
 	defer rows.Close()
 	n := 0
 	for n < max && rows.Next() {

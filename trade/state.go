@@ -5,13 +5,16 @@
 // new trade and its ledger transfer (rules.go); and the service that
 // stores trades and runs those rules inside ledger batches: create, pay
 // from the balance, collect, ship, confirm, close, refund, payment codes,
-// bills, and the durable timers that close unpaid trades and finish
-// confirmed ones. How a trade is paid (balance, card, or both) and what
-// the buyer is charged is package checkout's decision: trade does not
-// know the bank channels. It pays a trade whose money reached the buyer's
-// wallet another way by the same rule, in the caller's transaction
-// (Settle), and shows the card part a pay request started as checkout
-// fills it in (Trade.Payment).
+// the durable timers that close unpaid trades and finish confirmed ones,
+// and the merchants' daily bills: the trade bill and the account bill
+// (every movement of the merchant's wallet, from the ledger), in Alipay's
+// column orders, written once per merchant and day by a bounded daily
+// job. How a trade is paid (balance, card, or both) and what the buyer is
+// charged is package checkout's decision: trade does not know the bank
+// channels. It pays a trade whose money reached the buyer's wallet
+// another way by the same rule, in the caller's transaction (Settle), and
+// shows the card part a pay request started as checkout fills it in
+// (Trade.Payment).
 package trade
 
 import "zhifu"

@@ -2,8 +2,10 @@
 // together: a ledger store (SQLite by default, or PostgreSQL), the ledger's
 // batcher, the business services, the bank channels (with the simulated
 // banks in-process unless --banks-url names others), and the HTTP server.
-// "zhifu banksim" runs the simulated banks alone. Main holds that wiring with ParseFlags, Run
-// and Close, so tests run the real program on port 0 with a temp database.
+// "zhifu banksim" runs the simulated banks alone; "zhifu report bank"
+// prints the banks' monthly report of a database. Main holds that wiring
+// with ParseFlags, Run and Close, so tests run the real program on port 0
+// with a temp database.
 package main
 
 import (
@@ -51,6 +53,7 @@ Usage:
 	zhifu banksim [flags]   run the simulated banks alone, for "zhifu serve --banks-url"
 	zhifu bench prepare|ledger [flags]
 	                        write a large ledger history, and measure the ledger on it
+	zhifu report bank --month YYYY-MM   print the banks' monthly report
 
 Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 `
@@ -58,6 +61,9 @@ Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		os.Exit(runReport(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+	}
 
 	m := NewMain()
 	if err := m.ParseFlags(ctx, os.Args[1:]); err != nil {

@@ -181,6 +181,7 @@ func (m *Main) newChannels(settler channel.TradeSettler) error {
 func (m *Main) nodeJobs() []node.Job {
 	jobs := []node.Job{
 		{Name: "trade-timers", Run: m.Trades.Run},
+		{Name: "daily-bills", Run: m.Trades.RunBills},
 		{Name: "identity-cleanup", Run: m.Identity.Run},
 		{Name: "idempotency-sweep", Run: m.keeper.RunSweeps},
 	}
