@@ -136,6 +136,8 @@ var routeClasses = map[string]routeAdmission{
 	"POST /cashier/{trade_no}":           pay.by(callerAddr),
 	"POST /v1/admin/gateway/keys/rotate": change.opened(),
 
+	"GET /v1/admin/reports/banks": bulk,
+
 	"POST /v1/admin/operators":                       change.opened(),
 	"GET /v1/admin/operators":                        query,
 	"POST /v1/admin/sessions":                        change.by(callerAddr).opened(),

@@ -74,30 +74,22 @@ func (s *Server) merchant(next merchantHandler) nethttp.HandlerFunc {
 			return err
 		}
 		defer release()
-		ctx := ledger.WithGuard(r.Context(), guard)
 		if r.Method == nethttp.MethodGet || r.Method == nethttp.MethodHead {
 			// A read spends its nonce before it answers.
-			if err := s.batcher.RunGuard(ctx); err != nil {
+			if err := s.batcher.RunGuard(ledger.WithGuard(r.Context(), guard)); err != nil {
 				return err
 			}
 			return next(w, r, m)
 		}
 		// A change spends the nonce in the transaction of its first op, so
 		// a replay changes nothing and the request waits for one commit
-		// instead of two. The answer is held until the nonce is known to be
-		// spent: a request that changed nothing spends it afterwards, and a
-		// replay must not see what the handler would have answered.
-		held := newHeldResponse()
-		herr := s.idempotent(held, r.WithContext(ctx), "merchant:"+m.MerchantID, body,
-			func(w nethttp.ResponseWriter, r *nethttp.Request) error { return next(w, r, m) })
-		if err := s.batcher.RunGuard(ctx); err != nil {
-			return err
-		}
-		if herr != nil {
-			return herr
-		}
-		held.flush(w)
-		return nil
+		// instead of two. A request answered from its Idempotency-Key (a
+		// replay, or a recovery after a crash) is the same request again,
+		// often resent by the client's own HTTP stack with the same
+		// signature: its nonce was spent by the first, and it need not
+		// pass again (see idempotent).
+		return s.idempotent(w, r, "merchant:"+m.MerchantID, body,
+			func(w nethttp.ResponseWriter, r *nethttp.Request) error { return next(w, r, m) }, guard)
 	})
 }
 

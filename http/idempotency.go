@@ -7,6 +7,7 @@ import (
 	nethttp "net/http"
 
 	"zhifu/idempotency"
+	"zhifu/ledger"
 )
 
 // idempotencyHeader is the header of the API's Idempotency-Key rules, which
@@ -15,11 +16,32 @@ const idempotencyHeader = "Idempotency-Key"
 
 // idempotent runs h under the Idempotency-Key rules when r is a POST with
 // the header, and simply runs it otherwise. scope names the caller. body is
-// the request body if the caller already read it, nil if not.
-func (s *Server) idempotent(w nethttp.ResponseWriter, r *nethttp.Request, scope string, body []byte, h handlerFunc) error {
+// the request body if the caller already read it, nil if not. fresh are
+// guards a request must pass in the transaction of its first change (a
+// merchant's nonce): a request answered from its key does not run them,
+// and any a request that changed nothing left unspent are spent before it
+// answers, so that the answer is held until they are known to pass.
+func (s *Server) idempotent(w nethttp.ResponseWriter, r *nethttp.Request, scope string, body []byte, h handlerFunc,
+	fresh ...ledger.Guard) error {
 	key, has := r.Header[idempotencyHeader]
 	if r.Method != nethttp.MethodPost || !has {
-		return h(w, r)
+		if len(fresh) == 0 {
+			return h(w, r)
+		}
+		ctx := r.Context()
+		for _, g := range fresh {
+			ctx = ledger.WithGuard(ctx, g)
+		}
+		held := &recorder{header: make(nethttp.Header)}
+		herr := h(held, r.WithContext(ctx))
+		if err := s.batcher.RunGuard(ctx); err != nil {
+			return err
+		}
+		if herr != nil {
+			return herr
+		}
+		held.copyTo(w)
+		return nil
 	}
 	if len(key) != 1 || !idempotency.ValidKey(key[0]) {
 		return invalidRequest(idempotencyHeader, fmt.Sprintf(
@@ -31,7 +53,8 @@ func (s *Server) idempotent(w nethttp.ResponseWriter, r *nethttp.Request, scope 
 			return err
 		}
 	}
-	req := idempotency.Request{Scope: scope, Key: key[0], Hash: idempotency.Hash(r.Method, r.URL.RequestURI(), body)}
+	req := idempotency.Request{Scope: scope, Key: key[0], Hash: idempotency.Hash(r.Method, r.URL.RequestURI(), body),
+		Fresh: fresh}
 	var rec *recorder
 	resp, replayed, err := s.idem.Do(r.Context(), req, func(ctx context.Context) idempotency.Response {
 		rec = &recorder{header: make(nethttp.Header)}

@@ -13,7 +13,7 @@ import (
 // server runs on.
 func (s *Server) reportRoutes(mux *nethttp.ServeMux) {
 	reports := report.New(s.store, s.clock)
-	mux.HandleFunc("GET /v1/admin/reports/banks", s.admin(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	s.handleFunc(mux, "GET /v1/admin/reports/banks", s.admin(func(w nethttp.ResponseWriter, r *nethttp.Request) error {
 		return s.handleBanksReport(w, r, reports)
 	}))
 }

@@ -53,8 +53,12 @@ type Response struct {
 
 // Request names one keyed request: the caller's scope, its key, and a hash
 // of the request (see Hash) that tells a retry from a different request.
+// Fresh are guards a new run must pass in the transaction of its first
+// change (a merchant's nonce); a request answered from its key, by replay
+// or in recovery, is the same request again and does not run them.
 type Request struct {
 	Scope, Key, Hash string
+	Fresh            []ledger.Guard
 }
 
 // Config is what a Keeper needs. Batcher and Reader must share one store.
@@ -187,6 +191,9 @@ func (k *Keeper) Do(ctx context.Context, req Request, run func(ctx context.Conte
 	var g *guard
 	switch {
 	case row == nil:
+		for _, f := range req.Fresh {
+			ctx = ledger.WithGuard(ctx, f)
+		}
 		g = &guard{req: req, now: k.cfg.Clock.Now()}
 		ctx = ledger.WithGuard(ctx, g)
 	case row.hash != req.Hash:
@@ -204,6 +211,18 @@ func (k *Keeper) Do(ctx context.Context, req Request, run func(ctx context.Conte
 	if g != nil {
 		g.over.Store(true)
 		refused = g.refused.Load()
+		if len(req.Fresh) > 0 {
+			// A run that changed nothing spends its fresh guards now; one
+			// they refuse did nothing, and its answer is their refusal.
+			if err := k.cfg.Batcher.RunGuard(ctx); err != nil {
+				k.forget(id)
+				var e *zhifu.Error
+				if errors.As(err, &e) {
+					return Response{}, false, e
+				}
+				return Response{}, false, zhifu.Errorf(zhifu.SystemBusy, "the request could not be checked; retry shortly")
+			}
+		}
 	}
 	if refused || !keepable(resp) {
 		k.forget(id)

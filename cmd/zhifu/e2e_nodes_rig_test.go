@@ -216,7 +216,7 @@ func (r *nodesRig) serve(np *nodeProc) {
 	t := r.t
 	args := []string{"serve", "--addr", np.addr, "--data", np.data, "--db", r.db, "--admin-token", r.adminToken,
 		"--banks-url", r.banksURL, "--banks-secrets", crashSecrets, "--public-url", r.lbURL,
-		"--bank-capacity", r.capacity}
+		"--bank-capacity", r.capacity, "--notify-allow-cidrs", "127.0.0.0/8"}
 	args = append(args, r.extra...)
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -270,7 +270,7 @@ func (r *nodesRig) logErrors() {
 			switch {
 			case strings.Contains(line, "unknown transaction"), strings.Contains(line, "would leave final status"):
 				r.t.Errorf("a node logged: %s", line)
-			case strings.Contains(line, "level=ERROR"):
+			case strings.Contains(line, "level=ERROR"), strings.Contains(line, "signature refused"):
 				lines = append(lines, line)
 			}
 		}
