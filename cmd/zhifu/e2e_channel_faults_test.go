@@ -137,9 +137,13 @@ func (e *chEnv) one(topup bool, u *chUser, fen int64, key string, n int, counts 
 		atomic.AddInt64(&counts.withdrawals, 1)
 		return nil
 	}
-	// The clock does not move during the load, so a refused bank stays
-	// refused; a short real wait lets a congested one's callers drain.
-	for attempt := range 50 {
+	// The clock stands still during the load, so a bank whose breaker
+	// opened stays refused until it moves: when every card was refused,
+	// the clock is moved on a second (towards the breaker's half-open
+	// probe), and a short real wait lets a congested bank's callers drain.
+	// On a loaded machine the timeouts this scenario injects can open
+	// every bank's breaker at once.
+	for attempt := range topupAttemptsMax {
 		for i := range u.order {
 			bank := u.order[(start+i)%len(u.order)]
 			s, _, out, err := e.do(u.token, "POST", "/v1/topups",
@@ -156,10 +160,14 @@ func (e *chEnv) one(topup bool, u *chUser, fen int64, key string, n int, counts 
 				return fmt.Errorf("top-up: %d %v", s, out)
 			}
 		}
+		e.clock.Advance(time.Second)
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("top-up: every card refused 50 times")
+	return fmt.Errorf("top-up: every card refused %d times", topupAttemptsMax)
 }
+
+// topupAttemptsMax bounds the rounds over a user's cards for one top-up.
+const topupAttemptsMax = 100
 
 func TestChannelFaultLatency(t *testing.T) {
 	runFaults(t, faultRun{scenario: banksim.Scenario{Latency: banksim.Latency{MedianMs: 20, P99Ms: 300}},
