@@ -98,7 +98,7 @@ type Service struct {
 	custody atomic.Pointer[Custody]
 	// scheduling: a scheduled run of this process is going.
 	scheduling atomic.Bool
-	open    atomic.Int64 // review items OPEN, as last counted
+	open       atomic.Int64 // review items OPEN, as last counted
 	// ran counts the runs this process finished, for tests that wait.
 	ran atomic.Int64
 }

@@ -26,7 +26,7 @@ func TestSorterSpills(t *testing.T) {
 			var want []Line
 			for i := range n {
 				l := Line{RequestID: fmt.Sprintf("TU%04d", r.IntN(n/3+1)), BankTxnID: fmt.Sprintf("B%d", r.IntN(5)),
-					Kind: []string{bankapi.KindDebit, bankapi.KindCredit}[r.IntN(2)],
+					Kind:   []string{bankapi.KindDebit, bankapi.KindCredit}[r.IntN(2)],
 					Status: []string{bankapi.StatusSuccess, bankapi.StatusFailed}[r.IntN(2)],
 					Amount: r.Int64N(1e9) + 1, SettledAt: r.Int64(), No: int64(i + 1)}
 				want = append(want, l)
