@@ -5,6 +5,7 @@ import (
 	"zhifu/channel"
 	"zhifu/gateway"
 	"zhifu/identity"
+	"zhifu/recon"
 	"zhifu/trade"
 	"zhifu/wallet"
 )
@@ -20,4 +21,6 @@ type Services struct {
 	// Approvals is the four-eyes rule for operators' decisions; it needs
 	// Identity, whose operators decide.
 	Approvals *approval.Service
+	// Recon is reconciliation, its review items and custody.
+	Recon *recon.Service
 }

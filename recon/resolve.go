@@ -402,3 +402,15 @@ func (o *carryOp) Applied() bool { return o.refusal == nil }
 
 // Refusal says why it was not.
 func (o *carryOp) Refusal() error { return o.refusal }
+
+// Actions lists the actions that can resolve it now.
+func (s *Service) Actions(ctx context.Context, it *Item) ([]string, error) {
+	var t *channel.BankTxn
+	if it.TxnID != "" {
+		var err error
+		if t, err = channel.LoadTxn(ctx, s.cfg.Store.Reader(), it.TxnID, false); err != nil {
+			return nil, err
+		}
+	}
+	return Allowed(it, t), nil
+}

@@ -268,6 +268,9 @@ func (s *Service) openStatement(ctx context.Context, req Request) (io.ReadCloser
 // transactions; the repairs commit as they are found, a bounded number at
 // a time.
 func (s *Service) execute(ctx context.Context, run *Run, req Request, p *progress) error {
+	if err := os.MkdirAll(s.cfg.TempDir, 0o700); err != nil {
+		return fmt.Errorf("recon: temporary folder: %w", err)
+	}
 	lines := newSorter(lineCodec, s.cfg.TempDir)
 	defer lines.close()
 	recs := newSorter(recordCodec, s.cfg.TempDir)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,6 +149,7 @@ func (s *Service) now() time.Time { return s.cfg.Clock.Now() }
 func (s *Service) Run(ctx context.Context) {
 	s.base.Store(&ctx)
 	defer s.runs.Wait()
+	s.cleanTemp()
 	if s.cfg.PublishDelay > 0 {
 		if err := s.ensureSchedule(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Error("recon: schedule", slog.Any("err", err))
@@ -169,6 +171,17 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// cleanTemp removes the sort files of runs that can no longer be going
+// (older than runTimeout): those of a process that was killed.
+func (s *Service) cleanTemp() {
+	names, _ := filepath.Glob(filepath.Join(s.cfg.TempDir, "recon-run-*"))
+	for _, name := range names {
+		if st, err := os.Stat(name); err == nil && time.Since(st.ModTime()) > runTimeout {
+			os.Remove(name)
 		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/notify"
+	"zhifu/recon"
 	"zhifu/trade"
 	"zhifu/wallet"
 )
@@ -45,13 +46,17 @@ Usage:
 
 	zhifu serve [flags]     run the HTTP API (with simulated banks in-process by default)
 	zhifu banksim [flags]   run the simulated banks alone, for "zhifu serve --banks-url"
+	zhifu recon [flags]     reconcile a bank's day on a running server
 
-Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
+Run "zhifu serve -h", "zhifu banksim -h" or "zhifu recon -h" for the flags.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "recon" {
+		os.Exit(reconCommand(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+	}
 
 	m := NewMain()
 	if err := m.ParseFlags(ctx, os.Args[1:]); err != nil {
@@ -131,6 +136,7 @@ type Main struct {
 	// here before Run builds them.
 	ConfigureChannels func(*channel.Config)
 	ConfigureBanks    func(*banksim.Config)
+	ConfigureRecon    func(*recon.Config)
 
 	// The outside world, replaceable by tests.
 	Stdout io.Writer // the one-time admin token print
@@ -166,6 +172,8 @@ type Main struct {
 	Notify    *notify.Worker
 	Gateway   *gateway.Service
 	Channels  *channel.Service
+	// Recon is reconciliation, its review items and custody.
+	Recon *recon.Service
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -264,9 +272,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
+			Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals, Recon: m.Recon},
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
+	registerReconMetrics(m.server.Registerer(), m.Recon)
 	// The server binds the address itself: hand the port over.
 	m.listener.Close()
 	m.listener = nil
