@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -179,6 +180,10 @@ type Service struct {
 	// quiet is set by a poll that found nothing to do, and cleared by a
 	// kick or a poll that handed out work.
 	quiet atomic.Bool
+
+	// adjust reads what reconciliation found the banks moved beyond the
+	// bank transactions, for Custody; nil counts nothing.
+	adjust func(context.Context) (map[string]BooksAdjustment, error)
 
 	announceMu    sync.RWMutex
 	announcements []Announcement // the operator's, ending after the last refresh

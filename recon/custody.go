@@ -172,3 +172,32 @@ func add(a, b int64) (int64, bool) {
 	}
 	return a + b, true
 }
+
+// BooksAdjustments is what the banks moved, by bank, beyond what the
+// platform's bank transactions show, as reconciliation found it (the items'
+// Books): channel.Service.Custody counts it when it compares the banks'
+// own books with those transactions.
+func (s *Service) BooksAdjustments(ctx context.Context) (map[string]channel.BooksAdjustment, error) {
+	rows, err := s.cfg.Store.Reader().Query(ctx, `SELECT bank, kind, CAST(coalesce(sum(books), 0) AS BIGINT) FROM recon_items
+		WHERE books <> 0 GROUP BY bank, kind`)
+	if err != nil {
+		return nil, fmt.Errorf("recon: books adjustments: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]channel.BooksAdjustment{}
+	for rows.Next() {
+		var bank, kind string
+		var sum int64
+		if err := rows.Scan(&bank, &kind, &sum); err != nil {
+			return nil, fmt.Errorf("recon: books adjustments: %w", err)
+		}
+		a := out[bank]
+		if kind == string(channel.KindWithdrawal) {
+			a.Credited += zhifu.Amount(sum)
+		} else {
+			a.Debited += zhifu.Amount(sum)
+		}
+		out[bank] = a
+	}
+	return out, rows.Err()
+}

@@ -268,6 +268,7 @@ func (a *applier) act(ctx context.Context, run *Run, f Finding, t *channel.BankT
 		})
 	case DoCredit:
 		it := s.newItem(run, f, t, Repaired, "credited the wallet with the top-up the bank took")
+		it.Books = f.Line.Amount
 		wallet, err := walletOf(t.UserID)
 		if err != nil {
 			return err
@@ -285,6 +286,7 @@ func (a *applier) act(ctx context.Context, run *Run, f Finding, t *channel.BankT
 		})
 	case DoReturn:
 		it := s.newItem(run, f, t, Repaired, "returning the second debit to the card")
+		it.Books = f.Line.Amount
 		settlement, err := settlementOf(run.Bank)
 		if err != nil {
 			return err
@@ -301,6 +303,10 @@ func (a *applier) act(ctx context.Context, run *Run, f Finding, t *channel.BankT
 		})
 	case DoReview:
 		it := s.newItem(run, f, t, Open, "")
+		it.Books = f.Suspense
+		if it.Kind == string(channel.KindWithdrawal) {
+			it.Books = -f.Suspense
+		}
 		op := &itemOp{it: it, closeOverdue: t != nil}
 		if f.Suspense != 0 {
 			settlement, err := settlementOf(run.Bank)

@@ -224,7 +224,7 @@ func (s *Service) Carry(p approval.Proposal) (ledger.Op, error) {
 			return nil, err
 		}
 	}
-	op := &carryOp{svc: s, p: p, r: r, item: it}
+	op := &carryOp{svc: s, p: p, r: r, item: it, books: it.Books}
 	if err := op.plan(t); err != nil {
 		return nil, err
 	}
@@ -244,6 +244,7 @@ type carryOp struct {
 	settle    *channel.Settlement
 	ret       *channel.ReturnOp
 	transfers []ledger.Transfer
+	books     int64 // the item's Books once carried out
 
 	nSettle, nRet int
 	prepared      bool
@@ -271,8 +272,11 @@ func (o *carryOp) plan(t *channel.BankTxn) error {
 		o.settle = s.cfg.Channels.Settle(t, succeed, "", "RESOLVED_BY_OPERATOR")
 		if it.Suspense == 0 {
 			if o.r.Action == ReturnToCard && t.Kind == channel.KindTopup {
+				// The operator found the bank took it: the bank's debit,
+				// which the failed top-up no longer shows, is the item's.
 				o.ret = s.cfg.Channels.ReturnOp(channel.CardReturn{ID: zhifu.KeyedID("WO", it.Bank, it.ItemID),
 					Source: t, Amount: t.Amount, From: settlement, Reason: "RETURNED_BY_OPERATOR"})
+				o.books = int64(t.Amount)
 			}
 			return nil
 		}
@@ -386,8 +390,9 @@ func (o *carryOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Tra
 		}
 	}
 	now := toNanos(o.svc.now())
-	n, err := tx.Exec(ctx, `UPDATE recon_items SET status = ?, action = ?, note = ?, resolved_at = ?, updated_at = ?
-		WHERE item_id = ? AND status = ?`, Resolved, o.r.Action, o.r.Note, now, now, o.item.ItemID, Open)
+	n, err := tx.Exec(ctx, `UPDATE recon_items SET status = ?, action = ?, note = ?, books = ?, resolved_at = ?,
+		updated_at = ? WHERE item_id = ? AND status = ?`, Resolved, o.r.Action, o.r.Note, o.books, now, now,
+		o.item.ItemID, Open)
 	if err != nil {
 		return fmt.Errorf("recon: resolve %s: %w", o.item.ItemID, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -189,14 +190,25 @@ func (s *Service) cleanTemp() {
 // background is the minute's work: overdue transactions become items,
 // custody is checked.
 func (s *Service) background(ctx context.Context) {
-	for _, bank := range s.cfg.Channels.Banks() {
-		if _, err := s.reviewOverdue(ctx, bank, ""); err != nil && ctx.Err() == nil {
-			s.cfg.Logger.Error("recon: overdue transactions", slog.String("bank", bank), slog.Any("err", err))
-		}
+	if err := s.ReviewOverdue(ctx); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Error("recon: overdue transactions", slog.Any("err", err))
 	}
 	if _, err := s.CheckCustody(ctx, false); err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Error("recon: custody check", slog.Any("err", err))
 	}
+}
+
+// ReviewOverdue makes review items of every bank's transactions still
+// PROCESSING past their deadline and the grace, and closes those whose
+// transaction was decided since, as the background loop does every minute.
+func (s *Service) ReviewOverdue(ctx context.Context) error {
+	var errs []error
+	for _, bank := range s.cfg.Channels.Banks() {
+		if _, err := s.reviewOverdue(ctx, bank, ""); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", bank, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Ran reports how many runs this process has finished (done or failed).

@@ -218,7 +218,11 @@ type Item struct {
 	// Suspense is what sits in the suspense account for the item, fen:
 	// positive when the bank holds money the platform owes someone,
 	// negative when the platform recorded money the bank does not have.
-	Suspense   int64
+	Suspense int64
+	// Books is what the bank moved for the item beyond what the
+	// platform's bank transactions show, on the side of the item's kind
+	// (debits for a top-up, credits for a withdrawal), fen.
+	Books      int64
 	Repair     string
 	Detail     string
 	ProposalID string
@@ -230,7 +234,7 @@ type Item struct {
 }
 
 const itemColumns = `item_id, bank, item_key, day, run_id, class, status, txn_id, kind, user_id, request_id,
-	bank_txn_id, bank_amount, our_amount, suspense, repair, detail, proposal_id, action, note, resolved_at,
+	bank_txn_id, bank_amount, our_amount, suspense, books, repair, detail, proposal_id, action, note, resolved_at,
 	created_at, updated_at`
 
 func scanItem(row ledger.Row) (*Item, error) {
@@ -238,7 +242,7 @@ func scanItem(row ledger.Row) (*Item, error) {
 	var class string
 	var resolved, created, updated int64
 	err := row.Scan(&it.ItemID, &it.Bank, &it.Key, &it.Day, &it.RunID, &class, &it.Status, &it.TxnID, &it.Kind,
-		&it.UserID, &it.RequestID, &it.BankTxnID, &it.BankAmount, &it.OurAmount, &it.Suspense, &it.Repair, &it.Detail,
+		&it.UserID, &it.RequestID, &it.BankTxnID, &it.BankAmount, &it.OurAmount, &it.Suspense, &it.Books, &it.Repair, &it.Detail,
 		&it.ProposalID, &it.Action, &it.Note, &resolved, &created, &updated)
 	if err != nil {
 		return nil, err
@@ -269,9 +273,9 @@ func loadItem(ctx context.Context, q ledger.Querier, id string, lock bool) (*Ite
 
 func insertItem(ctx context.Context, q ledger.Querier, it *Item) error {
 	n, err := q.Exec(ctx, `INSERT INTO recon_items (`+itemColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		it.ItemID, it.Bank, it.Key, it.Day, it.RunID, string(it.Class), it.Status, it.TxnID, it.Kind, it.UserID,
-		it.RequestID, it.BankTxnID, it.BankAmount, it.OurAmount, it.Suspense, clip(it.Repair, textLenMax),
+		it.RequestID, it.BankTxnID, it.BankAmount, it.OurAmount, it.Suspense, it.Books, clip(it.Repair, textLenMax),
 		clip(it.Detail, textLenMax), it.ProposalID, it.Action, it.Note, toNanos(it.ResolvedAt), toNanos(it.CreatedAt),
 		toNanos(it.UpdatedAt))
 	if err != nil {

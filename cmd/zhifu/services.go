@@ -123,8 +123,11 @@ func (m *Main) newRecon() error {
 	if m.ConfigureRecon != nil {
 		m.ConfigureRecon(&cfg)
 	}
-	m.Recon, err = recon.New(cfg)
-	return err
+	if m.Recon, err = recon.New(cfg); err != nil {
+		return err
+	}
+	m.Channels.UseBooksAdjustments(m.Recon.BooksAdjustments)
+	return nil
 }
 
 // Where reconciliation keeps its files in the data folder.

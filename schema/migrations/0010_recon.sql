@@ -34,7 +34,10 @@ CREATE INDEX recon_runs_day ON recon_runs (bank, day, state);
 -- transaction (item_key: line:<bank_txn_id>, txn:<txn_id>,
 -- overdue:<txn_id>), so a run again finds it instead of making another.
 -- suspense is what its run moved into the suspense account (negative: out
--- of it); a resolution moves it on, once a second operator approves.
+-- of it); a resolution moves it on, once a second operator approves. books
+-- is what the bank moved for it that the platform's bank transactions do
+-- not show (debits for a top-up, credits for a withdrawal; negative: less),
+-- so that custody can compare the banks' books with those transactions.
 CREATE TABLE recon_items (
 	item_id     TEXT   PRIMARY KEY,
 	bank        TEXT   NOT NULL,
@@ -51,6 +54,7 @@ CREATE TABLE recon_items (
 	bank_amount BIGINT NOT NULL DEFAULT 0,
 	our_amount  BIGINT NOT NULL DEFAULT 0,
 	suspense    BIGINT NOT NULL DEFAULT 0,
+	books       BIGINT NOT NULL DEFAULT 0, -- what the bank moved beyond the platform's bank transactions, on the kind's side
 	repair      TEXT   NOT NULL DEFAULT '', -- what its run did on its own
 	detail      TEXT   NOT NULL DEFAULT '',
 	proposal_id TEXT   NOT NULL DEFAULT '', -- the latest resolution proposed
