@@ -18,9 +18,11 @@ const OverdueMax = 500
 // here when the statement does not settle it either: the bank's answers
 // name another amount or kind than our record (logged as "bank answer does
 // not match"), or the bank cannot produce its statement. Such money needs
-// a person, and this is the list a person works from; the user sees the
-// transaction as PROCESSING meanwhile, and the wallet is neither credited
-// nor (for a withdrawal) given back until it is decided.
+// a person: reconciliation (package recon) makes a review item of each one
+// (OverdueSince), which an operator resolves with a second operator's
+// approval. The user sees the transaction as PROCESSING meanwhile, and the
+// wallet is neither credited nor (for a withdrawal) given back until it is
+// decided.
 func (s *Service) Overdue(ctx context.Context, limit int) (txns []*BankTxn, more bool, err error) {
 	if limit < 1 || limit > OverdueMax {
 		return nil, false, fmt.Errorf("channel: overdue limit %d out of 1..%d", limit, OverdueMax)

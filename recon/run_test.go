@@ -401,3 +401,84 @@ func replaceLast(s, old, new string) string {
 	}
 	return s[:i] + new + s[i+len(old):]
 }
+
+// TestScheduleRunsEachDayOnce: the scheduler reconciles each bank's day
+// once its statement is published, moves on in the run's own last
+// transaction, and after days without running catches up day by day,
+// skipping none and running none twice.
+func TestScheduleRunsEachDayOnce(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, open func() ledger.Store) {
+		r := newRig(t, open)
+		ctx := context.Background()
+		sched, err := New(Config{Store: r.st, Batcher: r.b, Clock: r.clock, Channels: r.ch, Node: "node-test",
+			TempDir: r.svc.cfg.TempDir, FilesDir: r.svc.cfg.FilesDir, PublishDelay: 2 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sched.ensureSchedule(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// due runs what is due now, to the end, and says what ran.
+		seen := map[string]bool{}
+		due := func() []string {
+			t.Helper()
+			for {
+				before := sched.Ran()
+				sched.runDue(ctx)
+				sched.runs.Wait()
+				if sched.Ran() == before {
+					break
+				}
+			}
+			runs, _, err := sched.ListRuns(ctx, RunFilter{Limit: PageMax})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fresh []string
+			days := map[string]bool{}
+			for _, run := range runs {
+				x := run.Bank + " " + run.Day
+				if run.State != Done || run.StartedBy != Scheduler || days[x] {
+					t.Fatalf("scheduled run (twice?): %+v", run)
+				}
+				days[x] = true
+				if !seen[x] {
+					seen[x] = true
+					fresh = append(fresh, x)
+				}
+			}
+			slices.Sort(fresh)
+			return fresh
+		}
+		if got := due(); len(got) != 0 {
+			t.Fatalf("ran before the day ended: %v", got)
+		}
+		// 01:59 the next day: not published yet. 02:00: every bank's day.
+		r.clock.Set(time.Unix(0, at(1, 2)).Add(-time.Minute))
+		if got := due(); len(got) != 0 {
+			t.Fatalf("ran before the statements were published: %v", got)
+		}
+		r.clock.Advance(time.Minute)
+		got := due()
+		if len(got) != len(r.ch.Banks()) || !slices.Contains(got, "CMB "+testDay) {
+			t.Fatalf("at 02:00: %v", got)
+		}
+		if again := due(); len(again) != 0 {
+			t.Fatalf("ran again: %v", again)
+		}
+		// Three days later (the server was down): the three days missed,
+		// in order, once each.
+		r.clock.Set(time.Unix(0, at(4, 3)))
+		got = due()
+		var cmb []string
+		for _, g := range got {
+			if strings.HasPrefix(g, "CMB ") {
+				cmb = append(cmb, g)
+			}
+		}
+		if want := []string{"CMB 2010-11-12", "CMB 2010-11-13", "CMB 2010-11-14"}; !slices.Equal(cmb, want) ||
+			len(got) != 3*len(r.ch.Banks()) {
+			t.Fatalf("catching up: CMB %v, all %d", cmb, len(got))
+		}
+	})
+}
