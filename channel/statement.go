@@ -235,7 +235,6 @@ type Settled struct {
 	Amount     zhifu.Amount
 	BankTxnID  string
 	ResolvedBy string
-	CreatedAt  time.Time
 	SettledAt  time.Time
 }
 
@@ -243,7 +242,7 @@ type Settled struct {
 // [from, to) by the platform's clock, in no particular order, reading them
 // as it goes (the index on bank and settled_at).
 func EachSettled(ctx context.Context, q ledger.Querier, bankName string, from, to time.Time, fn func(Settled) error) error {
-	rows, err := q.Query(ctx, `SELECT txn_id, kind, status, amount, bank_txn_id, resolved_by, created_at, settled_at
+	rows, err := q.Query(ctx, `SELECT txn_id, kind, status, amount, bank_txn_id, resolved_by, settled_at
 		FROM bank_txns WHERE bank = ? AND settled_at >= ? AND settled_at < ?`, bankName, nanos(from), nanos(to))
 	if err != nil {
 		return fmt.Errorf("channel: settled of %s: %w", bankName, err)
@@ -252,12 +251,12 @@ func EachSettled(ctx context.Context, q ledger.Querier, bankName string, from, t
 	for rows.Next() {
 		var x Settled
 		var kind, status string
-		var amount, created, settled int64
-		if err := rows.Scan(&x.TxnID, &kind, &status, &amount, &x.BankTxnID, &x.ResolvedBy, &created, &settled); err != nil {
+		var amount, settled int64
+		if err := rows.Scan(&x.TxnID, &kind, &status, &amount, &x.BankTxnID, &x.ResolvedBy, &settled); err != nil {
 			return fmt.Errorf("channel: settled of %s: %w", bankName, err)
 		}
 		x.Kind, x.Status, x.Amount = Kind(kind), Status(status), zhifu.Amount(amount)
-		x.CreatedAt, x.SettledAt = fromNanos(created), fromNanos(settled)
+		x.SettledAt = fromNanos(settled)
 		if err := fn(x); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -40,6 +41,9 @@ func benchReconcile(b *testing.B, store string, n int) {
 		open = testdb.PostgreSQL(b)
 	}
 	r := newRig(b, open)
+	if os.Getenv("ZHIFU_BENCH_RECON_LOG") != "" {
+		r.svc.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	seedDay(b, r, store, n)
 	name := writeDay(b, r, n)
 	path := filepath.Join(r.svc.cfg.FilesDir, name)
@@ -51,6 +55,11 @@ func benchReconcile(b *testing.B, store string, n int) {
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 	})
+	// One run first, untimed, as on a server that has been running: the
+	// first write after the seeding pays for the bulk insert's log.
+	if _, err := r.svc.Reconcile(context.Background(), Request{Bank: "CMB", Day: testDay, File: name, StartedBy: "bench"}); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("run", func(b *testing.B) {
 		var peak peakHeap
 		stop := peak.watch()
@@ -83,7 +92,7 @@ func seedDay(b *testing.B, r *rig, store string, n int) {
 		q = `INSERT INTO bank_txns (txn_id, kind, method, user_id, bank, amount, status, stage, bank_txn_id, resolved_by,
 			created_at, updated_at, settled_at)
 		SELECT 'TU' || lpad(x::text, 28, '0'), 'topup', 'quick', '2088000000000001', 'CMB', 100 + x % 1000, 'SUCCESS',
-			'done', 'B' || x, 'callback', $2, $3, $4 + x FROM generate_series(1, $1) AS g(x)`
+			'done', 'B' || x, 'callback', $2::bigint, $3::bigint, $4::bigint + x FROM generate_series(1, $1::int) AS g(x)`
 	}
 	ctx := context.Background()
 	err := r.st.Update(ctx, func(tx ledger.Tx) error {

@@ -275,9 +275,13 @@ func (s *Service) execute(ctx context.Context, run *Run, req Request, p *progres
 	defer lines.close()
 	recs := newSorter(recordCodec, s.cfg.TempDir)
 	defer recs.close()
+	log := s.cfg.Logger.With(slog.String("run_id", run.RunID))
+	t0 := time.Now()
 	if err := s.read(ctx, run, req, p, lines, recs); err != nil {
 		return err
 	}
+	log.Debug("recon: read and sorted", slog.Int64("lines", lines.n), slog.Int64("records", recs.n),
+		slog.Duration("took", time.Since(t0)))
 	p.linesTotal.Store(lines.n)
 	p.records.Store(recs.n)
 	p.linesDone.Store(0)
@@ -288,11 +292,13 @@ func (s *Service) execute(ctx context.Context, run *Run, req Request, p *progres
 	a := &applier{svc: s, slots: make(chan struct{}, s.cfg.Workers), cancel: cancel}
 	m := &matcher{svc: s, run: run, a: a, sum: map[Class]Tally{}}
 	err := m.merge(ctx, lines, recs, p)
+	log.Debug("recon: merged", slog.Duration("took", time.Since(t0)))
 	if err == nil {
 		p.setPhase(PhaseConfirming)
 		err = m.confirm(ctx)
 	}
 	if err == nil {
+		log.Debug("recon: confirmed", slog.Int64("inquiries", m.inquiries), slog.Duration("took", time.Since(t0)))
 		p.setPhase(PhaseOverdue)
 		var c overdueCounts
 		c, err = s.reviewOverdue(ctx, run.Bank, run.RunID)
@@ -302,6 +308,7 @@ func (s *Service) execute(ctx context.Context, run *Run, req Request, p *progres
 	if werr := a.wait(); err == nil {
 		err = werr
 	}
+	log.Debug("recon: repairs committed", slog.Duration("took", time.Since(t0)))
 	run.Summary = Summary{Classes: m.sum, Repaired: a.repaired.Load(), Opened: a.opened.Load(),
 		Settled: a.settled.Load(), Closed: a.closed.Load(), Suspense: a.suspense.Load(), Inquiries: m.inquiries}
 	run.Changes = run.Summary.Repaired + run.Summary.Opened + run.Summary.Settled + run.Summary.Closed

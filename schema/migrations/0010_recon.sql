@@ -90,4 +90,4 @@ CREATE TABLE recon_schedule (
 );
 
 -- A day's transactions of a bank, by the platform's clock.
-CREATE INDEX bank_txns_settled ON bank_txns (bank, settled_at);
+CREATE INDEX bank_txns_settled ON bank_txns (bank, settled_at, txn_id, kind, status, amount, bank_txn_id, resolved_by);
