@@ -109,7 +109,11 @@ func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, 
 		cctx, cancel := context.WithTimeout(ctx, statementTimeout)
 		b.calls.Add(1)
 		start := s.now()
-		st, err := b.client.Statement(cctx, day)
+		err := readStatement(cctx, b.client, day, func(l bankapi.StatementLine) {
+			if want[l.RequestID] {
+				lines[l.RequestID] = l
+			}
+		})
 		b.calls.Add(-1)
 		cancel()
 		end := s.now()
@@ -117,15 +121,33 @@ func (s *Service) statementLines(ctx context.Context, b *bank, txns []*BankTxn, 
 		if err != nil {
 			return nil, fmt.Errorf("statement %s of %s: %w", day, b.name, err)
 		}
-		for _, l := range st.Lines {
-			if want[l.RequestID] {
-				lines[l.RequestID] = l
-			}
-		}
 	}
 	s.cfg.Logger.Debug("channel: statements read", slog.String("bank", b.name), slog.Int("days", len(days)),
 		slog.Int("txns", len(txns)), slog.Int("found", len(lines)))
 	return lines, nil
+}
+
+// readStatement streams the statement of day through fn, a line at a
+// time: a day at a busy bank runs to millions of lines, of which a sweep
+// wants a few. A statement cut short is an error, and fn may then have seen
+// part of it (the lines it saw are the bank's all the same).
+func readStatement(ctx context.Context, c *bankapi.Client, day string, fn func(bankapi.StatementLine)) error {
+	body, err := c.OpenStatement(ctx, day)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	sr, err := bankapi.NewStatementReader(body)
+	if err != nil {
+		return err
+	}
+	for {
+		l, ok, err := sr.Next()
+		if err != nil || !ok {
+			return err
+		}
+		fn(l)
+	}
 }
 
 // statementDays lists the Beijing dates from first's to now's, at most

@@ -2,6 +2,7 @@ package recon
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"zhifu/channel"
 	"zhifu/identity"
 	"zhifu/internal/testdb"
+	"zhifu/internal/testkit"
 	"zhifu/ledger"
 )
 
@@ -264,10 +266,19 @@ func TestResolveNeedsASecondOperator(t *testing.T) {
 			t.Fatalf("ledger check: %+v %v", rep, err)
 		}
 		// Written off, the 40.00 the bank never had is the platform's loss:
-		// bank funds no longer cover customer funds, and custody says so.
+		// bank funds no longer cover customer funds, and custody says so,
+		// in the log at error and in what the metrics read.
+		var logs testkit.Buffer
+		r.svc.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		c, err := r.svc.CheckCustody(ctx, false)
 		if err != nil || c.OK || c.Shortfall != 40_00 || c.Difference != 0 {
 			t.Fatalf("custody: %+v %v", c, err)
+		}
+		if !strings.Contains(logs.String(), `level=ERROR msg="recon: custody break"`) || !strings.Contains(logs.String(), "shortfall_fen=4000") {
+			t.Errorf("the break was not logged at error: %s", logs.String())
+		}
+		if last := r.svc.LastCustody(); last != c {
+			t.Errorf("the metrics read %+v", last)
 		}
 		if !slices.ContainsFunc(c.Explain, func(s string) bool { return s == "platform account 102 (code 31) is at -40.00" }) {
 			t.Errorf("custody does not name own funds: %q", c.Explain)

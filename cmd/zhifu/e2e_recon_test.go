@@ -358,7 +358,37 @@ func TestReconDay(t *testing.T) {
 		}
 		idCheckLedger(t, e.env)
 		e.checkCustody(t)
+		status, _, metrics := e.request("GET", "/metrics", nil, "")
+		for _, line := range []string{"zhifu_custody_ok 1", "zhifu_custody_difference_fen 0", "zhifu_custody_shortfall_fen 0",
+			"zhifu_recon_items_open 0"} {
+			if status != 200 || !strings.Contains(string(metrics), "\n"+line+"\n") {
+				t.Errorf("metrics (%d) lack %q", status, line)
+			}
+		}
 	})
+}
+
+// TestReconCommandUsage: the command refuses what it cannot do, before
+// asking the server anything.
+func TestReconCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"--bank", "CMB"},
+		{"--date", "2010-11-11", "--file", "x.csv"},
+		{"--date", "2010-11-11", "extra"},
+		{"--nope"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := reconCommand(context.Background(), args, &out, &errOut, func(string) string { return "" }); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	code := reconCommand(context.Background(), []string{"--date", "2010-11-11", "--data", t.TempDir(), "--url", "http://127.0.0.1:1"},
+		&out, &errOut, func(string) string { return "" })
+	if code != 1 || !strings.Contains(errOut.String(), "no --admin-token") {
+		t.Errorf("no token: exit %d, %s", code, errOut.String())
+	}
 }
 
 func amountFen(t *testing.T, s string) int64 {

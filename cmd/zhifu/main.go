@@ -2,7 +2,8 @@
 // together: a ledger store (SQLite by default, or PostgreSQL), the ledger's
 // batcher, the business services, the bank channels (with the simulated
 // banks in-process unless --banks-url names others), and the HTTP server.
-// "zhifu banksim" runs the simulated banks alone. Main holds that wiring with ParseFlags, Run
+// "zhifu banksim" runs the simulated banks alone; "zhifu recon" asks a running
+// server to reconcile a bank's day. Main holds that wiring with ParseFlags, Run
 // and Close, so tests run the real program on port 0 with a temp database.
 package main
 
