@@ -192,3 +192,48 @@ func TestAllowed(t *testing.T) {
 		})
 	}
 }
+
+// TestAgreeIsClassify: the matcher's shortcut for a plain match says so
+// only where the rules find exactly one matched finding.
+func TestAgreeIsClassify(t *testing.T) {
+	from, to := dayBounds(testDay)
+	m := &matcher{from: from.UnixNano(), to: to.UnixNano()}
+	refs := []string{"", "B1", "B2"}
+	n := 0
+	for _, status := range []string{bankapi.StatusSuccess, bankapi.StatusFailed} {
+		for _, kind := range []string{bankapi.KindDebit, bankapi.KindCredit} {
+			for _, ref := range refs {
+				for _, lineDay := range []int{-1, 0} {
+					for _, rs := range []channel.Status{channel.StatusSuccess, channel.StatusFailed, channel.StatusProcessing} {
+						for _, rref := range refs {
+							for _, by := range []string{channel.ByCallback, channel.ByRecon} {
+								for _, amount := range []int64{500, 501} {
+									for _, recDay := range []int{0, 1} {
+										l := debit("TU1", ref, 500, status)
+										l.Kind, l.SettledAt = kind, at(lineDay, 10)
+										rec := topup(rs, amount, rref)
+										rec.ResolvedBy = by
+										if rs.Final() {
+											rec.SettledAt = at(recDay, 11)
+										}
+										fs := Classify(testDay, []Line{l}, rec)
+										plain := len(fs) == 1 && fs[0].Class == Matched && fs[0].Do == DoNothing
+										if m.agree(&l, rec) && !plain {
+											t.Errorf("agree(%+v, %+v) but the rules find %s", l, rec, verdicts(fs))
+										}
+										if m.agree(&l, rec) {
+											n++
+										}
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no plain match among the cases")
+	}
+}

@@ -18,10 +18,11 @@ import (
 // whose request is not among the day's records) wait in pending and are
 // looked up channel.LoadTxnsMax at a time, by the txn_id index.
 type matcher struct {
-	svc *Service
-	run *Run
-	a   *applier
-	sum map[Class]Tally
+	svc      *Service
+	run      *Run
+	a        *applier
+	sum      map[Class]Tally
+	from, to int64 // the day, unix nanoseconds
 
 	pending   []pendingGroup
 	confirms  []string // records the statement does not show, to ask the bank about
@@ -33,13 +34,13 @@ type pendingGroup struct {
 	lines []Line
 }
 
-func (m *matcher) merge(ctx context.Context, lines *sorter[Line], recs *sorter[Record], p *progress) error {
+func (m *matcher) merge(ctx context.Context, lines *sorter[Line], recs []*sorter[Record], p *progress) error {
 	lm, err := lines.merged()
 	if err != nil {
 		return err
 	}
 	defer lm.close()
-	rm, err := recs.merged()
+	rm, err := mergeAll(recs)
 	if err != nil {
 		return err
 	}
@@ -106,6 +107,15 @@ func (m *matcher) group(ctx context.Context, id string, lines []Line, rec *Recor
 		m.confirms = append(m.confirms, rec.TxnID)
 		return nil
 	}
+	if rec != nil && len(lines) == 1 && m.agree(&lines[0], rec) {
+		// Nearly every line of a day: one line, its record, agreeing.
+		t := m.sum[Matched]
+		t.Lines++
+		t.Records++
+		t.Amount += lines[0].Amount
+		m.sum[Matched] = t
+		return nil
+	}
 	if rec != nil {
 		fs := Classify(day, lines, rec)
 		if !slices.ContainsFunc(fs, func(f Finding) bool { return f.Do != DoNothing }) {
@@ -120,6 +130,15 @@ func (m *matcher) group(ctx context.Context, id string, lines []Line, rec *Recor
 		return m.flush(ctx)
 	}
 	return nil
+}
+
+// agree reports whether the one line of a request and the day's record of
+// it are a plain match (what Classify would find matched, and nothing
+// else), without the rules' allocations.
+func (m *matcher) agree(l *Line, rec *Record) bool {
+	return l.moved() && rec.Status == channel.StatusSuccess && rec.ResolvedBy != channel.ByRecon &&
+		l.Kind == lineKind(rec.Kind) && l.Amount == rec.Amount && (rec.BankTxnID == "" || rec.BankTxnID == l.BankTxnID) &&
+		l.SettledAt >= m.from && l.SettledAt < m.to && rec.SettledAt >= m.from && rec.SettledAt < m.to
 }
 
 // flush looks up the pending groups' records and acts on them.

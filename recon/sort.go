@@ -109,61 +109,59 @@ func (s *sorter[T]) close() {
 }
 
 // merged reads the entries back in order. The sorter takes no more adds.
-func (s *sorter[T]) merged() (*merger[T], error) {
-	perm := s.order()
-	mem := make([]T, len(perm))
-	for i, j := range perm {
-		mem[i] = s.chunk[j]
-	}
-	s.chunk, s.perm = nil, nil
-	m := &merger[T]{c: s.c, mem: mem, h: mergeHeap[T]{cmp: s.c.cmp}}
-	for _, name := range s.runs {
-		f, err := os.Open(name)
-		if err != nil {
-			m.close()
-			return nil, fmt.Errorf("recon: sort: %w", err)
+func (s *sorter[T]) merged() (*merger[T], error) { return mergeAll([]*sorter[T]{s}) }
+
+// mergeAll reads the entries of several sorters back in one order.
+func mergeAll[T any](ss []*sorter[T]) (*merger[T], error) {
+	m := &merger[T]{c: ss[0].c, h: mergeHeap[T]{cmp: ss[0].c.cmp}}
+	for _, s := range ss {
+		perm := s.order()
+		mem := make([]T, len(perm))
+		for i, j := range perm {
+			mem[i] = s.chunk[j]
 		}
-		m.files = append(m.files, f)
-		src := &runSource[T]{r: &runReader{r: bufio.NewReaderSize(f, runBufferBytes)}}
-		if err := m.fill(src); err != nil {
-			m.close()
+		s.chunk, s.perm = nil, nil
+		if err := m.fill(&runSource[T]{mem: mem}); err != nil {
 			return nil, err
 		}
-	}
-	if len(m.mem) > 0 {
-		src := &runSource[T]{mem: true}
-		m.memSrc = src
-		if err := m.fill(src); err != nil {
-			return nil, err
+		for _, name := range s.runs {
+			f, err := os.Open(name)
+			if err != nil {
+				m.close()
+				return nil, fmt.Errorf("recon: sort: %w", err)
+			}
+			m.files = append(m.files, f)
+			if err := m.fill(&runSource[T]{r: &runReader{r: bufio.NewReaderSize(f, runBufferBytes)}}); err != nil {
+				m.close()
+				return nil, err
+			}
 		}
 	}
 	return m, nil
 }
 
-// runSource is one sorted run being merged: a file, or the last chunk
-// still in memory.
+// runSource is one sorted run being merged: a file, or a last chunk still
+// in memory (r nil).
 type runSource[T any] struct {
 	r    *runReader
-	mem  bool
+	mem  []T
 	head T
 }
 
 // merger merges sorted runs with a heap of their heads.
 type merger[T any] struct {
-	c      codec[T]
-	files  []*os.File
-	mem    []T
-	memSrc *runSource[T]
-	h      mergeHeap[T]
+	c     codec[T]
+	files []*os.File
+	h     mergeHeap[T]
 }
 
 // fill reads src's next entry onto the heap, or drops src at its end.
 func (m *merger[T]) fill(src *runSource[T]) error {
-	if src.mem {
-		if len(m.mem) == 0 {
+	if src.r == nil {
+		if len(src.mem) == 0 {
 			return nil
 		}
-		src.head, m.mem = m.mem[0], m.mem[1:]
+		src.head, src.mem = src.mem[0], src.mem[1:]
 	} else {
 		err := m.c.get(src.r, &src.head)
 		if errors.Is(err, io.EOF) {
@@ -263,6 +261,38 @@ func (r *runReader) str() (string, error) {
 	b := r.buf[:n]
 	if _, err := io.ReadFull(r.r, b); err != nil {
 		return "", noEOF(err)
+	}
+	return string(b), nil
+}
+
+// resolvedBy reads a record's resolved_by, one of a few words, without
+// allocating it.
+func (r *runReader) resolvedBy() (string, error) {
+	n, err := r.int()
+	if err != nil || n == 0 {
+		return "", err
+	}
+	if n > stringBytesMax {
+		return "", fmt.Errorf("string of %d bytes", n)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	b := r.buf[:n]
+	if _, err := io.ReadFull(r.r, b); err != nil {
+		return "", noEOF(err)
+	}
+	switch string(b) {
+	case channel.ByCallback:
+		return channel.ByCallback, nil
+	case channel.ByInquiry:
+		return channel.ByInquiry, nil
+	case channel.ByAnswer:
+		return channel.ByAnswer, nil
+	case channel.ByStatement:
+		return channel.ByStatement, nil
+	case channel.ByRecon:
+		return channel.ByRecon, nil
 	}
 	return string(b), nil
 }
@@ -374,7 +404,7 @@ var recordCodec = codec[Record]{
 		}
 		var errs [5]error
 		x.BankTxnID, errs[0] = r.str()
-		x.ResolvedBy, errs[1] = r.str()
+		x.ResolvedBy, errs[1] = r.resolvedBy()
 		var k, s byte
 		k, errs[2] = r.byte()
 		s, errs[3] = r.byte()
