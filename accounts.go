@@ -27,7 +27,11 @@ const (
 	// AccountOwnFunds is the platform's own money, the difference between
 	// bank funds and customer funds.
 	AccountOwnFunds uint16 = 31
-	// AccountSuspense holds reconciliation differences until resolved.
+	// AccountSuspense holds reconciliation differences until an operator
+	// resolves them (package recon): money a bank holds that the platform
+	// cannot yet give to anyone (a credit balance), or money the platform
+	// recorded at a bank that the bank never received (a debit balance, a
+	// loss until recovered or written off against own funds).
 	AccountSuspense uint16 = 32
 )
 
@@ -36,6 +40,17 @@ const (
 func IsCustomerFunds(code uint16) bool {
 	switch code {
 	case AccountWallet, AccountFrozen, AccountEscrow:
+		return true
+	}
+	return false
+}
+
+// IsPlatformFunds reports whether an account of this code holds the
+// platform's own money: revenue, own funds, suspense and campaign budgets.
+// Custody: customer funds equal bank funds less platform funds.
+func IsPlatformFunds(code uint16) bool {
+	switch code {
+	case AccountRevenue, AccountOwnFunds, AccountSuspense, AccountCampaignBudget:
 		return true
 	}
 	return false

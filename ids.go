@@ -128,4 +128,5 @@ const (
 	TransferTopup    uint16 = 6 // bank → wallet through a channel
 	TransferWithdraw uint16 = 7 // wallet → frozen → bank
 	TransferDiscount uint16 = 8 // campaign budget → seller
+	TransferRecon    uint16 = 9 // a reconciliation's repair or resolution, through suspense
 )

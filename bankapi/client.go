@@ -161,18 +161,32 @@ func (c *Client) Probe(ctx context.Context) error {
 
 // Statement fetches and parses the statement of date (YYYY-MM-DD, Beijing).
 func (c *Client) Statement(ctx context.Context, date string) (Statement, error) {
-	req, err := c.newGET(ctx, c.path("/statements?date=%s", url.QueryEscape(date)))
+	body, err := c.OpenStatement(ctx, date)
 	if err != nil {
 		return Statement{}, err
+	}
+	defer body.Close()
+	// Parsed as it streams in: a cut-short statement lacks its closing line
+	// and is refused by ParseStatement.
+	return ParseStatement(body)
+}
+
+// OpenStatement starts fetching the statement of date and returns its
+// body, at most statementBytesMax of it, for a StatementReader; the caller
+// closes it.
+func (c *Client) OpenStatement(ctx context.Context, date string) (io.ReadCloser, error) {
+	req, err := c.newGET(ctx, c.path("/statements?date=%s", url.QueryEscape(date)))
+	if err != nil {
+		return nil, err
 	}
 	resp, err := c.send(req)
 	if err != nil {
-		return Statement{}, err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	// Parsed as it streams in: a cut-short statement lacks its closing line
-	// and is refused by ParseStatement.
-	return ParseStatement(io.LimitReader(resp.Body, statementBytesMax))
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(resp.Body, statementBytesMax), resp.Body}, nil
 }
 
 // Maintenance fetches the bank's current and future maintenance windows.

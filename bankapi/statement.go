@@ -51,59 +51,115 @@ type StatementLine struct {
 // header must be exact, the opening balance first and the closing balance
 // last, every line a debit or credit of a positive amount that succeeded or
 // failed. A statement without its closing line is an error: it was cut
-// short.
+// short. It keeps every line in memory; StatementReader reads one line at a
+// time, by the same rules, for statements of millions of lines.
 func ParseStatement(rd io.Reader) (Statement, error) {
 	var st Statement
+	sr, err := NewStatementReader(rd)
+	if err != nil {
+		return st, err
+	}
+	for {
+		l, ok, err := sr.Next()
+		if err != nil {
+			return st, err
+		}
+		if !ok {
+			break
+		}
+		st.Lines = append(st.Lines, l)
+	}
+	st.Opening, st.OpeningAt = sr.Opening()
+	st.Closing, st.ClosingAt = sr.Closing()
+	return st, nil
+}
+
+// StatementReader reads a statement one line at a time, so that memory
+// does not grow with its length. It checks what ParseStatement checks; a
+// statement is whole only once Next has reported its end without an error.
+type StatementReader struct {
+	cr                   *csv.Reader
+	opening, closing     int64
+	openingAt, closingAt time.Time
+	closed               bool
+}
+
+// NewStatementReader reads the header and the opening balance.
+func NewStatementReader(rd io.Reader) (*StatementReader, error) {
 	cr := csv.NewReader(rd)
 	cr.FieldsPerRecord = len(statementHeader)
 	cr.ReuseRecord = true
 	head, err := cr.Read()
 	if err != nil {
-		return st, fmt.Errorf("bankapi: statement: %w", err)
+		return nil, fmt.Errorf("bankapi: statement: %w", err)
 	}
 	if [len(statementHeader)]string(head) != statementHeader {
-		return st, fmt.Errorf("bankapi: statement: unexpected header %q", head)
+		return nil, fmt.Errorf("bankapi: statement: unexpected header %q", head)
 	}
-	opened, closed := false, false
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return st, fmt.Errorf("bankapi: statement: %w", err)
-		}
-		if closed {
-			return st, errors.New("bankapi: statement: lines after the closing balance")
-		}
-		amount, err1 := strconv.ParseInt(rec[3], 10, 64)
-		at, err2 := time.Parse(time.RFC3339Nano, rec[5])
-		if err2 == nil && (at.Before(statementTimeMin) || !at.Before(statementTimeMax)) {
-			err2 = errors.New("time out of range")
-		}
-		if err := errors.Join(err1, err2); err != nil {
-			return st, fmt.Errorf("bankapi: statement line %q: %w", rec, err)
-		}
-		switch {
-		case rec[0] == OpeningBalance && !opened:
-			st.Opening, st.OpeningAt, opened = amount, at, true
-		case !opened:
-			return st, fmt.Errorf("bankapi: statement: line %q before the opening balance", rec)
-		case rec[0] == ClosingBalance:
-			st.Closing, st.ClosingAt, closed = amount, at, true
-		default:
-			l := StatementLine{RequestID: rec[0], BankTxnID: rec[1], Kind: rec[2], Amount: amount, Status: rec[4], SettledAt: at}
-			if err := l.check(); err != nil {
-				return st, fmt.Errorf("bankapi: statement line %q: %w", rec, err)
-			}
-			st.Lines = append(st.Lines, l)
-		}
+	sr := &StatementReader{cr: cr}
+	rec, amount, at, err := sr.record()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, errors.New("bankapi: statement: missing opening or closing balance (cut short?)")
+	case err != nil:
+		return nil, err
+	case rec[0] != OpeningBalance:
+		return nil, fmt.Errorf("bankapi: statement: line %q before the opening balance", rec)
 	}
-	if !opened || !closed {
-		return st, errors.New("bankapi: statement: missing opening or closing balance (cut short?)")
-	}
-	return st, nil
+	sr.opening, sr.openingAt = amount, at
+	return sr, nil
 }
+
+// record reads one record with its amount and instant parsed.
+func (sr *StatementReader) record() ([]string, int64, time.Time, error) {
+	rec, err := sr.cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, 0, time.Time{}, io.EOF
+	}
+	if err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("bankapi: statement: %w", err)
+	}
+	amount, err1 := strconv.ParseInt(rec[3], 10, 64)
+	at, err2 := time.Parse(time.RFC3339Nano, rec[5])
+	if err2 == nil && (at.Before(statementTimeMin) || !at.Before(statementTimeMax)) {
+		err2 = errors.New("time out of range")
+	}
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("bankapi: statement line %q: %w", rec, err)
+	}
+	return rec, amount, at, nil
+}
+
+// Next returns the next transaction, or false once the closing balance
+// has been read and nothing follows it.
+func (sr *StatementReader) Next() (StatementLine, bool, error) {
+	rec, amount, at, err := sr.record()
+	switch {
+	case errors.Is(err, io.EOF) && sr.closed:
+		return StatementLine{}, false, nil
+	case errors.Is(err, io.EOF):
+		return StatementLine{}, false, errors.New("bankapi: statement: missing opening or closing balance (cut short?)")
+	case err != nil:
+		return StatementLine{}, false, err
+	case sr.closed:
+		return StatementLine{}, false, errors.New("bankapi: statement: lines after the closing balance")
+	case rec[0] == ClosingBalance:
+		sr.closing, sr.closingAt, sr.closed = amount, at, true
+		return sr.Next()
+	}
+	l := StatementLine{RequestID: rec[0], BankTxnID: rec[1], Kind: rec[2], Amount: amount, Status: rec[4], SettledAt: at}
+	if err := l.check(); err != nil {
+		return StatementLine{}, false, fmt.Errorf("bankapi: statement line %q: %w", rec, err)
+	}
+	return l, true, nil
+}
+
+// Opening returns the opening balance and its instant.
+func (sr *StatementReader) Opening() (int64, time.Time) { return sr.opening, sr.openingAt }
+
+// Closing returns the closing balance and its instant, once Next has
+// reported the statement's end.
+func (sr *StatementReader) Closing() (int64, time.Time) { return sr.closing, sr.closingAt }
 
 func (l StatementLine) check() error {
 	switch {

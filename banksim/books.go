@@ -19,7 +19,8 @@ type Books struct {
 	// CardBalances is the sum over Cards card accounts.
 	CardBalances int64 `json:"card_balances"`
 	Cards        int64 `json:"cards"`
-	// Debited and Credited sum the successful debits and credits.
+	// Debited and Credited sum the successful debits and credits, the
+	// repeats of a seeded difference (Differ) among them.
 	Debited  int64 `json:"debited"`
 	Credited int64 `json:"credited"`
 	// Transactions counts the journal; Accepted those not yet decided.
@@ -75,5 +76,13 @@ func (st *store) books(ctx context.Context, bank string) (Books, error) {
 	if err != nil {
 		return b, fmt.Errorf("banksim: books: %w", err)
 	}
+	var debited, credited int64
+	err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(CASE WHEN kind = 'debit' THEN amount END), 0),
+			coalesce(sum(CASE WHEN kind = 'credit' THEN amount END), 0) FROM repeats WHERE bank = ?`,
+		bank).Scan(&debited, &credited)
+	if err != nil {
+		return b, fmt.Errorf("banksim: books: %w", err)
+	}
+	b.Debited, b.Credited = b.Debited+debited, b.Credited+credited
 	return b, nil
 }

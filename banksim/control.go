@@ -18,6 +18,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /control/banks", s.control(s.putScenarios))
 	mux.HandleFunc("GET /control/stats", s.control(s.getStats))
 	mux.HandleFunc("GET /control/books", s.control(s.getBooks))
+	mux.HandleFunc("POST /control/banks/{bank}/differences", s.control(s.postDifference))
 }
 
 // control guards a control endpoint with the bearer token. Without a token

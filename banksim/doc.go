@@ -60,6 +60,12 @@
 //	PUT    /control/banks          replace them all (banks not named get the default)
 //	GET    /control/stats          Stats of every bank
 //	GET    /control/books          Books of every bank, with "ok"
+//	POST   /control/banks/{bank}/differences
+//	                               change the bank's books so that its statement differs from
+//	                               what the platform recorded (Difference): a request's money
+//	                               moved twice, an outcome reversed, another amount, a settlement
+//	                               moved to another day, a debit nobody asked for; for
+//	                               reconciliation tests. The books still balance afterwards.
 //
 // A changed scenario takes effect at once; its capacity buckets start full.
 // ControlClient calls these from another process.

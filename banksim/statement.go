@@ -23,19 +23,25 @@ func (st *store) statement(ctx context.Context, bank string, from, to time.Time,
 	defer tx.Rollback()
 	var bal int64
 	err = tx.QueryRowContext(ctx, `SELECT b.settlement_float
-			+ coalesce(sum(CASE WHEN j.kind = 'debit' THEN j.amount ELSE -j.amount END), 0)
-		FROM banks b LEFT JOIN journal j
-			ON j.bank = b.bank AND j.status = 'SUCCESS' AND j.settled_at < ?
-		WHERE b.bank = ?`, from.UnixNano(), bank).Scan(&bal)
+			+ coalesce((SELECT sum(CASE WHEN kind = 'debit' THEN amount ELSE -amount END) FROM journal
+				WHERE bank = b.bank AND status = 'SUCCESS' AND settled_at < ?), 0)
+			+ coalesce((SELECT sum(CASE WHEN kind = 'debit' THEN amount ELSE -amount END) FROM repeats
+				WHERE bank = b.bank AND settled_at < ?), 0)
+		FROM banks b WHERE b.bank = ?`, from.UnixNano(), from.UnixNano(), bank).Scan(&bal)
 	if err != nil {
 		return 0, fmt.Errorf("banksim: statement: %w", err)
 	}
 	if err := open(bal); err != nil {
 		return 0, err
 	}
+	// A repeat (a test's seeded difference, see Differ) is a line like
+	// any other.
 	rows, err := tx.QueryContext(ctx, `SELECT `+journalColumns+` FROM journal
-		WHERE bank = ? AND settled_at >= ? AND settled_at < ? ORDER BY settled_at, bank_txn_id`,
-		bank, from.UnixNano(), to.UnixNano())
+		WHERE bank = ? AND settled_at >= ? AND settled_at < ?
+		UNION ALL SELECT request_id, bank, kind, 'api', card_token, amount, '', 'SUCCESS', '', bank_txn_id,
+			settled_at, settled_at FROM repeats WHERE bank = ? AND settled_at >= ? AND settled_at < ?
+		ORDER BY 12, 10`,
+		bank, from.UnixNano(), to.UnixNano(), bank, from.UnixNano(), to.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("banksim: statement: %w", err)
 	}

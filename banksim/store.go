@@ -107,7 +107,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	st := &store{writer: writer, reader: reader, writes: make(chan write, writeQueueMax),
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	go st.commitLoop()
-	if _, err := writer.ExecContext(ctx, schema); err != nil {
+	if _, err := writer.ExecContext(ctx, schema+repeatsSchema); err != nil {
 		st.close()
 		return nil, fmt.Errorf("banksim: schema: %w", err)
 	}

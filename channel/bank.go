@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"io"
 
 	"zhifu/bankapi"
 )
@@ -26,6 +27,10 @@ type Bank interface {
 	Credit(ctx context.Context, req bankapi.TxnRequest) (bankapi.Transaction, error)
 	Inquire(ctx context.Context, requestID string) (bankapi.Transaction, error)
 	Statement(ctx context.Context, date string) (bankapi.Statement, error)
+	// OpenStatement starts reading the statement of date as it streams in,
+	// in bankapi's statement format, for days too long to hold at once;
+	// the caller closes it.
+	OpenStatement(ctx context.Context, date string) (io.ReadCloser, error)
 	Maintenance(ctx context.Context) (bankapi.MaintenanceNotice, error)
 	EbankURL(requestID string, amount int64, returnURL, callbackURL string) string
 	VerifyCallback(header string, body []byte) (bankapi.Transaction, error)

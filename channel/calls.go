@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -405,6 +406,15 @@ func (r *recordedBank) Statement(ctx context.Context, date string) (bankapi.Stat
 	st, err := r.Bank.Statement(ctx, date)
 	r.record(CallStatement, "", start, callOutcome(err) == Success, errorCode(err), err)
 	return st, err
+}
+
+// OpenStatement is recorded when the statement starts to arrive: its
+// latency is the bank's time to answer, not the reading of the day.
+func (r *recordedBank) OpenStatement(ctx context.Context, date string) (io.ReadCloser, error) {
+	start := r.start()
+	body, err := r.Bank.OpenStatement(ctx, date)
+	r.record(CallStatement, "", start, callOutcome(err) == Success, errorCode(err), err)
+	return body, err
 }
 
 func (r *recordedBank) Maintenance(ctx context.Context) (bankapi.MaintenanceNotice, error) {

@@ -54,13 +54,29 @@ func (s *Service) sums(ctx context.Context) (sums, error) {
 	return out, rows.Err()
 }
 
+// BooksAdjustment is what a bank moved beyond the platform's bank
+// transactions, as reconciliation found and recorded it (a top-up the
+// platform failed that the bank took, a second debit, a payout the bank
+// never made): debits and credits, positive when the bank moved more.
+type BooksAdjustment struct {
+	Debited, Credited zhifu.Amount
+}
+
+// UseBooksAdjustments makes Custody count what reconciliation found; f
+// reads it, by bank. It is not safe to call once the service is in use.
+func (s *Service) UseBooksAdjustments(f func(context.Context) (map[string]BooksAdjustment, error)) {
+	s.adjust = f
+}
+
 // Custody compares every bank's books with the platform's records, and
 // returns nil when the platform cannot read the banks' books. It reads the
 // records, then the books, then the records again, so that traffic
 // meanwhile cannot make a false alarm: what the bank had debited by the
 // time its books were read must be, afterwards, either credited to a wallet
 // or still in flight; and what the platform had credited before must be
-// in the bank's books. The same holds for payouts.
+// in the bank's books. The same holds for payouts. The platform's records
+// are its bank transactions and what reconciliation found the bank moved
+// beyond them (UseBooksAdjustments).
 func (s *Service) Custody(ctx context.Context) ([]BankCustody, error) {
 	if s.cfg.Books == nil {
 		return nil, nil
@@ -86,26 +102,43 @@ func (s *Service) Custody(ctx context.Context) ([]BankCustody, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read last: a repair committed meanwhile only adds what the bank
+	// already had when its books were read.
+	var adjust map[string]BooksAdjustment
+	if s.adjust != nil {
+		if adjust, err = s.adjust(ctx); err != nil {
+			return nil, err
+		}
+	}
 	for i := range out {
 		c := &out[i]
+		adj := adjust[c.Bank]
 		for _, side := range []struct {
 			kind     Kind
 			bank     zhifu.Amount
+			adj      zhifu.Amount
 			verb     string
 			platform string
-		}{{KindTopup, c.Debited, "debited", "top-ups credited to wallets"},
-			{KindWithdrawal, c.Credited, "paid out", "withdrawals paid"}} {
+		}{{KindTopup, c.Debited, adj.Debited, "debited", "top-ups credited to wallets"},
+			{KindWithdrawal, c.Credited, adj.Credited, "paid out", "withdrawals paid"}} {
 			was, is := before[c.Bank][side.kind], after[c.Bank][side.kind]
-			if side.bank < was.done {
-				c.Violations = append(c.Violations, fmt.Sprintf("bank %s: %s %s, less than the platform's %s %s",
-					c.Bank, side.verb, side.bank, side.platform, was.done))
+			if side.bank < was.done+side.adj {
+				c.Violations = append(c.Violations, fmt.Sprintf("bank %s: %s %s, less than the platform's %s %s%s",
+					c.Bank, side.verb, side.bank, side.platform, was.done, reconciled(side.adj)))
 			}
-			if side.bank > is.done+is.open {
+			if side.bank > is.done+is.open+side.adj {
 				c.Violations = append(c.Violations, fmt.Sprintf(
-					"bank %s: %s %s, more than the platform's %s %s and those in flight %s",
-					c.Bank, side.verb, side.bank, side.platform, is.done, is.open))
+					"bank %s: %s %s, more than the platform's %s %s and those in flight %s%s",
+					c.Bank, side.verb, side.bank, side.platform, is.done, is.open, reconciled(side.adj)))
 			}
 		}
 	}
 	return out, nil
+}
+
+func reconciled(adj zhifu.Amount) string {
+	if adj == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" with %s found by reconciliation", adj)
 }

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -185,6 +186,9 @@ type Service struct {
 	// pace is which banks this node leads, among several (pace.go).
 	pace  pace
 	calls *CallLog
+	// adjust reads what reconciliation found the banks moved beyond the
+	// bank transactions, for Custody; nil counts nothing.
+	adjust func(context.Context) (map[string]BooksAdjustment, error)
 
 	announceMu    sync.RWMutex
 	announcements []Announcement // the operator's, ending after the last refresh

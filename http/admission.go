@@ -138,6 +138,14 @@ var routeClasses = map[string]routeAdmission{
 
 	"GET /v1/admin/reports/banks": bulk,
 
+	"POST /v1/admin/recon/runs":                    bulk.opened(),
+	"GET /v1/admin/recon/runs":                     query,
+	"GET /v1/admin/recon/runs/{run_id}":            query,
+	"GET /v1/admin/recon/items":                    query,
+	"GET /v1/admin/recon/items/{item_id}":          query,
+	"POST /v1/admin/recon/items/{item_id}/resolve": change.opened(),
+	"GET /v1/admin/custody":                        query,
+
 	"POST /v1/admin/operators":                       change.opened(),
 	"GET /v1/admin/operators":                        query,
 	"POST /v1/admin/sessions":                        change.by(callerAddr).opened(),

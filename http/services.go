@@ -6,6 +6,7 @@ import (
 	"zhifu/checkout"
 	"zhifu/gateway"
 	"zhifu/identity"
+	"zhifu/recon"
 	"zhifu/trade"
 	"zhifu/wallet"
 )
@@ -24,4 +25,6 @@ type Services struct {
 	// Approvals is the four-eyes rule for operators' decisions; it needs
 	// Identity, whose operators decide.
 	Approvals *approval.Service
+	// Recon is reconciliation, its review items and custody.
+	Recon *recon.Service
 }

@@ -3,9 +3,10 @@
 // batcher, the business services, the bank channels (with the simulated
 // banks in-process unless --banks-url names others), and the HTTP server.
 // "zhifu banksim" runs the simulated banks alone; "zhifu report bank"
-// prints the banks' monthly report of a database. Main holds that wiring
-// with ParseFlags, Run and Close, so tests run the real program on port 0
-// with a temp database.
+// prints the banks' monthly report of a database; "zhifu recon" asks a
+// running server to reconcile a bank's day; "zhifu bench" prepares and
+// measures large ledgers. Main holds that wiring with ParseFlags, Run and
+// Close, so tests run the real program on port 0 with a temp database.
 package main
 
 import (
@@ -37,6 +38,7 @@ import (
 	"zhifu/ledger"
 	"zhifu/node"
 	"zhifu/notify"
+	"zhifu/recon"
 	"zhifu/trade"
 	"zhifu/wallet"
 )
@@ -54,8 +56,9 @@ Usage:
 	zhifu bench prepare|ledger [flags]
 	                        write a large ledger history, and measure the ledger on it
 	zhifu report bank --month YYYY-MM   print the banks' monthly report
+	zhifu recon [flags]     reconcile a bank's day on a running server
 
-Run "zhifu serve -h" or "zhifu banksim -h" for the flags.
+Run "zhifu serve -h", "zhifu banksim -h" or "zhifu recon -h" for the flags.
 `
 
 func main() {
@@ -63,6 +66,9 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "report" {
 		os.Exit(runReport(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "recon" {
+		os.Exit(reconCommand(ctx, os.Args[2:], os.Stdout, os.Stderr, os.Getenv))
 	}
 
 	m := NewMain()
@@ -170,6 +176,7 @@ type Main struct {
 	// and the notification worker (an observer) the same way.
 	ConfigureEgress func(*egress.Config)
 	ConfigureNotify func(*notify.Config)
+	ConfigureRecon  func(*recon.Config)
 
 	// The outside world, replaceable by tests.
 	Stdout io.Writer // the one-time admin token print
@@ -211,6 +218,8 @@ type Main struct {
 	Notify    *notify.Worker
 	Gateway   *gateway.Service
 	Channels  *channel.Service
+	// Recon is reconciliation, its review items and custody.
+	Recon *recon.Service
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -321,13 +330,15 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:     m.Logger,
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
-			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals},
+			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals,
+			Recon: m.Recon},
 		Admission:   m.edge.config,
 		ConnsMax:    m.edge.connsMax,
 		Idempotency: m.keeper,
 		Node:        m.incarnation,
 	})
 	registerChannelMetrics(m.server.Registerer(), m.Channels)
+	registerReconMetrics(m.server.Registerer(), m.Recon)
 	// The server binds the address itself: hand the port over.
 	m.listener.Close()
 	m.listener = nil

@@ -104,9 +104,3 @@ func writeBankReport(ctx context.Context, month, format, out, data, db string, s
 	return f.Close()
 }
 
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
-}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +29,7 @@ import (
 	"zhifu/ledger"
 	"zhifu/node"
 	"zhifu/notify"
+	"zhifu/recon"
 	"zhifu/trade"
 	"zhifu/wallet"
 )
@@ -56,6 +60,9 @@ func (m *Main) startServices() error {
 		return err
 	}
 	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels})
+	if err := m.newRecon(); err != nil {
+		return err
+	}
 	ensureCtx, cancelEnsure := context.WithTimeout(context.Background(), platformAccountsTimeout)
 	err := m.Wallet.EnsurePlatformAccounts(ensureCtx)
 	var keys *gateway.Keys
@@ -81,7 +88,7 @@ func (m *Main) startServices() error {
 	// Every node delivers notifications (each row is claimed under a
 	// lease of its own) and reloads the gateway's keys; the jobs that one
 	// node at a time runs start under the node's leases (startNode).
-	for _, run := range []func(context.Context){m.Notify.Run, keys.Run} {
+	for _, run := range []func(context.Context){m.Notify.Run, keys.Run, m.Recon.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
@@ -227,6 +234,37 @@ func durationSetting(name, v string) (time.Duration, error) {
 	return d, nil
 }
 
+// newRecon builds reconciliation over the channels. Statement files banks
+// send go in <data>/statements; the sort's temporary files in
+// <data>/recon-tmp, made at the first run. The node's name is derived from
+// the host and the data folder, so a restarted server (one per folder) is
+// the same node and takes over at once the runs its last process left.
+func (m *Main) newRecon() error {
+	abs, err := filepath.Abs(m.DataDir)
+	if err != nil {
+		return fmt.Errorf("recon: data folder: %w", err)
+	}
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + "\n" + abs))
+	cfg := recon.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger, Channels: m.Channels,
+		Identity: m.Identity, Approvals: m.Approvals, Node: "node-" + hex.EncodeToString(sum[:8]),
+		TempDir: filepath.Join(abs, reconTempDir), FilesDir: filepath.Join(abs, reconFilesDir)}
+	if m.ConfigureRecon != nil {
+		m.ConfigureRecon(&cfg)
+	}
+	if m.Recon, err = recon.New(cfg); err != nil {
+		return err
+	}
+	m.Channels.UseBooksAdjustments(m.Recon.BooksAdjustments)
+	return nil
+}
+
+// Where reconciliation keeps its files in the data folder.
+const (
+	reconFilesDir = "statements"
+	reconTempDir  = "recon-tmp"
+)
+
 // startChannels starts the channels' workers once the server listens, so
 // the callback URL they give the banks is known.
 func (m *Main) startChannels() {
@@ -329,6 +367,38 @@ func (m *Main) runBanksim(ctx context.Context) error {
 	m.Logger.Info("banksim listening", slog.String("url", m.banksURL), slog.Any("banks", m.Banks.Banks()),
 		slog.Bool("control_api", m.sim.controlToken != ""))
 	return nil
+}
+
+// registerReconMetrics exports the latest custody check and the review
+// items open, read at scrape time.
+func registerReconMetrics(reg prometheus.Registerer, r *recon.Service) {
+	custody := func(f func(*recon.Custody) float64) func() float64 {
+		return func() float64 {
+			if c := r.LastCustody(); c != nil {
+				return f(c)
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_custody_ok",
+			Help: "1 when the latest custody check held: customer funds equal bank funds less platform funds, and bank funds cover them."},
+			custody(func(c *recon.Custody) float64 {
+				if c.OK {
+					return 1
+				}
+				return 0
+			})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_custody_difference_fen",
+			Help: "Customer funds less (bank funds less platform funds) at the latest custody check, in fen; 0 when it holds."},
+			custody(func(c *recon.Custody) float64 { return float64(c.Difference) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_custody_shortfall_fen",
+			Help: "By how much customer funds exceeded bank funds at the latest custody check, in fen."},
+			custody(func(c *recon.Custody) float64 { return float64(c.Shortfall) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zhifu_recon_items_open",
+			Help: "Reconciliation review items waiting for an operator, at the latest custody check."},
+			func() float64 { return float64(r.OpenItems()) }),
+	)
 }
 
 // registerChannelMetrics exports each bank's breaker, success rate,
