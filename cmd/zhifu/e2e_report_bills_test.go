@@ -34,7 +34,7 @@ func newEnvAt(t *testing.T, backend string, start time.Time) *env {
 	dir := t.TempDir()
 	db := testDatabase(t, dir, backend)
 	clock := &manualClock{now: start}
-	tm := newTestMain(nil)
+	tm := newTestMain(harnessEnv)
 	tm.Clock = clock
 	serveTestMain(t, tm, "--data", dir, "--db", db)
 	return &env{t: t, m: tm, url: tm.URL(), token: tm.AdminToken(), clock: clock}

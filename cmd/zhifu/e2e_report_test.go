@@ -111,7 +111,7 @@ func newReportEnv(t *testing.T, backend string, start time.Time) *rpEnv {
 	dir := t.TempDir()
 	db := testDatabase(t, dir, backend)
 	drift := &driftClock{base: start, at: time.Now()}
-	tm := newTestMain(nil)
+	tm := newTestMain(harnessEnv)
 	tm.Clock = drift
 	tm.ConfigureChannels = func(c *channel.Config) {
 		c.CapacityDefault = 1e5
