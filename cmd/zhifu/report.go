@@ -103,4 +103,3 @@ func writeBankReport(ctx context.Context, month, format, out, data, db string, s
 	}
 	return f.Close()
 }
-
