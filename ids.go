@@ -129,4 +129,13 @@ const (
 	TransferWithdraw uint16 = 7 // wallet → frozen → bank
 	TransferDiscount uint16 = 8 // campaign budget → seller
 	TransferRecon    uint16 = 9 // a reconciliation's repair or resolution, through suspense
+	// TransferCardRepayment pays a user's credit-card bill: wallet → frozen
+	// → the issuing bank, like a withdrawal.
+	TransferCardRepayment uint16 = 10
+	// TransferBillPayment pays a biller (electricity, water, phone):
+	// payer wallet → biller wallet.
+	TransferBillPayment uint16 = 11
+	// TransferCampaign funds a campaign's budget from own funds at approval
+	// and returns what is left when it ends.
+	TransferCampaign uint16 = 12
 )

@@ -1,0 +1,68 @@
+package campaign
+
+import (
+	"context"
+	"time"
+
+	"zhifu"
+	"zhifu/ledger"
+)
+
+// Payment is one payment a campaign may discount, as the package that
+// owns the payment sees it inside the payment's transaction.
+type Payment struct {
+	Kind    string // zhifu.KindTrade, KindTransfer, KindCardRepayment or KindBillPayment
+	Ref     string // the payment's own id: trade number, transfer id, repayment id, bill payment id
+	PayerID string // the paying user's id
+	// PayeeID is who is paid: the seller's merchant id for a trade, the
+	// biller's merchant id for a bill, the recipient's user id for a
+	// transfer, the issuing bank's name for a card repayment.
+	PayeeID string
+	Amount  zhifu.Amount // the full price
+	Now     time.Time
+}
+
+// Grant is the discount a campaign gives one payment; the zero Grant gives
+// none.
+type Grant struct {
+	CampaignID string
+	Label      string       // shown to the payer
+	Discount   zhifu.Amount // paid from the budget; the payer pays Amount − Discount
+	Budget     int64        // the campaign's budget account
+}
+
+// Discounter decides discounts. The owner of a payment calls Offer inside
+// the payment's op (its Prepare, with the op's transaction), puts
+// DiscountTransfer(g, …) linked before the payer's transfer of
+// Amount − Discount, and calls Settle in the op's Finish with whether the
+// discount transfer went through. When the ledger refuses it (the budget
+// ran short between the decision and the commit), the chain fails and the
+// owner pays again without a discount (Offer then gives none for that
+// campaign: Settle marked it spent).
+type Discounter interface {
+	Offer(ctx context.Context, q ledger.Querier, p Payment) (Grant, error)
+	Settle(ctx context.Context, q ledger.Querier, p Payment, g Grant, ok bool) error
+}
+
+// DiscountTransfer is the transfer that pays grant g's discount of payment
+// ref into account credit (where the payer's money goes: the payee's
+// wallet, the escrow, the frozen account of a repayment). It is Linked:
+// the payer's transfer must follow it in the same submission, so that
+// both move or neither does.
+func DiscountTransfer(g Grant, ref string, credit int64, ledgerID uint32) ledger.Transfer {
+	return ledger.Transfer{ID: DiscountTransferID(ref), DebitAccountID: g.Budget, CreditAccountID: credit,
+		Amount: int64(g.Discount), Ledger: ledgerID, Code: zhifu.TransferDiscount, Flags: ledger.Linked,
+		UserData: g.CampaignID}
+}
+
+// DiscountTransferID is the id of the discount transfer of payment ref;
+// the prefix keeps it apart from the payment's own transfer.
+func DiscountTransferID(ref string) string { return "disc:" + ref }
+
+// None gives no discounts: the Discounter of a platform without campaigns.
+type None struct{}
+
+func (None) Offer(context.Context, ledger.Querier, Payment) (Grant, error) { return Grant{}, nil }
+func (None) Settle(context.Context, ledger.Querier, Payment, Grant, bool) error {
+	return nil
+}
