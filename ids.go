@@ -93,6 +93,8 @@ const (
 	OwnFundsAccountID int64 = 102
 	// SuspenseAccountID holds reconciliation differences until resolved.
 	SuspenseAccountID int64 = 103
+	// campaignAccountBase + n is campaign n's budget.
+	campaignAccountBase int64 = 1 << 36
 	// bankAccountBase + 2i is bank i's settlement account, +1 its in-transit.
 	bankAccountBase int64 = 1000
 )
@@ -110,6 +112,9 @@ func BankIndex(bank string) (int, bool) {
 	}
 	return 0, false
 }
+
+// CampaignBudgetAccountID is the ledger account of campaign num's budget.
+func CampaignBudgetAccountID(num int64) int64 { return campaignAccountBase + num }
 
 // BankSettlementAccountID is the platform's account at bank i.
 func BankSettlementAccountID(i int) int64 { return bankAccountBase + 2*int64(i) }

@@ -1,23 +1,44 @@
 package checkout
 
 import (
+	"context"
+	"time"
+
 	"zhifu"
+	"zhifu/campaign"
+	"zhifu/ledger"
 	"zhifu/trade"
 )
 
-// chargeOf decides what the buyer is charged for trade t: the one place
-// the buyer's part (buyer_pay_amount) and the discount (discount_amount)
-// are decided, for every way of paying. Today there are no discounts and
-// the buyer pays the whole total. Marketing campaigns plug in here: a
-// discount then needs the campaign's budget to pay its part to the seller
-// beside the buyer's transfer, which trade's pay rule refuses to do
-// without (trade.Service.Pay faults on a charge it cannot pay).
+// chargeOf decides what the buyer is charged for a card payment of trade
+// t: the whole total. Campaigns discount balance payments (pricer); a card
+// payment's charge is split before the bank is asked and settled when its
+// money arrives, and a discount decided at the split could be spent by
+// then, so card payments carry none.
 //
-// It runs on the trade as read under its lock when a balance payment or a
-// card payment's settlement is made, and on the trade as read without one
-// when a card payment is split.
+// It runs on the trade as read under its lock when a card payment's
+// settlement is made, and on the trade as read without one when a card
+// payment is split.
 func chargeOf(t *trade.Trade) trade.Charge {
 	return trade.Charge{BuyerPay: t.TotalAmount}
+}
+
+// pricer gives balance payments the campaigns' discounts: trade's Pricer
+// over a campaign.Discounter, the payment being of kind trade, its payee
+// the trade's merchant.
+type pricer struct{ d campaign.Discounter }
+
+func payment(t *trade.Trade, buyerID string, now time.Time) campaign.Payment {
+	return campaign.Payment{Kind: zhifu.KindTrade, Ref: t.TradeNo, PayerID: buyerID, PayeeID: t.MerchantID,
+		Amount: t.TotalAmount, Now: now}
+}
+
+func (p pricer) Discount(ctx context.Context, q ledger.Querier, t *trade.Trade, buyerID string, now time.Time) (campaign.Grant, error) {
+	return p.d.Offer(ctx, q, payment(t, buyerID, now))
+}
+
+func (p pricer) Settled(ctx context.Context, q ledger.Querier, t *trade.Trade, buyerID string, now time.Time, g campaign.Grant, ok bool) error {
+	return p.d.Settle(ctx, q, payment(t, buyerID, now), g, ok)
 }
 
 // parts is a charge split between the balance and the card.

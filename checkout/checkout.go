@@ -21,6 +21,7 @@ import (
 	"fmt"
 
 	"zhifu"
+	"zhifu/campaign"
 	"zhifu/channel"
 	"zhifu/identity"
 	"zhifu/trade"
@@ -47,16 +48,24 @@ type Config struct {
 	// Channels pays card parts; nil turns card payments off
 	// (CHANNEL_UNAVAILABLE).
 	Channels *channel.Service
+	// Discounter gives balance payments the campaigns' discounts; nil for
+	// none.
+	Discounter campaign.Discounter
 }
 
 // Service pays trades.
 type Service struct {
-	cfg Config
+	cfg    Config
+	pricer trade.Pricer // nil without campaigns
 }
 
 // New returns the checkout over its trades and channels.
 func New(cfg Config) *Service {
-	return &Service{cfg: cfg}
+	s := &Service{cfg: cfg}
+	if cfg.Discounter != nil {
+		s.pricer = pricer{cfg.Discounter}
+	}
+	return s
 }
 
 // Pay pays trade tradeNo for user u and returns the trade as it now is.
@@ -76,7 +85,7 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, p P
 		if p.CardID != "" {
 			return nil, invalid("card_id", "card_id goes with card payments only")
 		}
-		return s.cfg.Trades.Pay(ctx, u, tradeNo, chargeOf)
+		return s.cfg.Trades.Pay(ctx, u, tradeNo, s.pricer)
 	case MethodCard, MethodBalanceCard:
 	default:
 		return nil, invalid("method", `method must be "balance", "card" or "balance+card"`)
@@ -103,7 +112,7 @@ func (s *Service) payByCard(ctx context.Context, u *identity.User, t *trade.Trad
 	}
 	part := split(c, p.Method, available)
 	if part.card == 0 {
-		return s.cfg.Trades.Pay(ctx, u, t.TradeNo, chargeOf)
+		return s.cfg.Trades.Pay(ctx, u, t.TradeNo, s.pricer)
 	}
 	if s.cfg.Channels == nil {
 		return nil, &zhifu.Error{Code: zhifu.ChannelUnavailable, Param: "method",

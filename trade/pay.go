@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/campaign"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -23,8 +24,19 @@ type Charge struct {
 // moment of payment. A nil ChargeFunc charges the buyer the whole total.
 type ChargeFunc func(t *Trade) Charge
 
+// Pricer decides the discount of a balance payment, inside the payment's
+// transaction: package checkout's, over the campaigns. Discount returns
+// the grant for buyerID paying trade t (the zero grant for none); Settled
+// is told in the same transaction whether the discount went through.
+type Pricer interface {
+	Discount(ctx context.Context, q ledger.Querier, t *Trade, buyerID string, now time.Time) (campaign.Grant, error)
+	Settled(ctx context.Context, q ledger.Querier, t *Trade, buyerID string, now time.Time, g campaign.Grant, ok bool) error
+}
+
 // Pay pays trade tradeNo for user u from the balance and returns the trade
-// as it now is; charge says what the buyer pays.
+// as it now is; pricer (nil for none) may give a campaign's discount, paid
+// from its budget in the same transaction: the buyer pays the total less
+// the discount, the seller receives the whole total.
 //
 // A trade is paid at most once: the ledger transfer's id is
 // "pay:<trade_no>", and the trade's status moves only in the same
@@ -34,7 +46,7 @@ type ChargeFunc func(t *Trade) Charge
 // it is paid. Which way a trade is paid is package checkout's decision: it
 // makes balance payments here, and pays the trade of a card payment with
 // Settle once the card's money is in the wallet.
-func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, charge ChargeFunc) (*Trade, error) {
+func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, pricer Pricer) (*Trade, error) {
 	if err := checkTradeNo(tradeNo); err != nil {
 		return nil, err
 	}
@@ -45,7 +57,7 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, cha
 	}
 	if leader {
 		defer s.paying.leave(tradeNo)
-		return s.payBalance(ctx, who, tradeNo, charge, s.cfg.Clock.Now())
+		return s.payBalance(ctx, who, tradeNo, pricer, s.cfg.Clock.Now())
 	}
 	// A trade never returns to WAIT_BUYER_PAY, so a committed status past
 	// it refuses the payment for good: answering from a plain read spares
@@ -58,7 +70,7 @@ func (s *Service) Pay(ctx context.Context, u *identity.User, tradeNo string, cha
 	if ch := payChange(t, who, now, s.ledgerID); t.Status != WaitBuyerPay && ch.refusal != nil {
 		return recovered(ctx, t, ch.refusal)
 	}
-	return s.payBalance(ctx, who, tradeNo, charge, now)
+	return s.payBalance(ctx, who, tradeNo, pricer, now)
 }
 
 // Payable tells whether user u may pay trade tradeNo now, for a payment
@@ -121,15 +133,50 @@ func (s *Service) load(ctx context.Context, tradeNo string) (*Trade, error) {
 	return t, nil
 }
 
-func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, charge ChargeFunc, now time.Time) (*Trade, error) {
-	op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now, recoverable: true,
-		decide: func(_ context.Context, _ ledger.Querier, t *Trade) (change, error) {
-			return charged(t, payChange(t, who, now, s.ledgerID), charge), nil
-		}}
-	if err := s.do(ctx, op); err != nil {
-		return nil, err
+// payBalance pays from the balance, with pricer's discount if it gives
+// one. When the budget cannot pay the discount after all (the ledger
+// refused its transfer, and with it the payment), the payment is made
+// again at the full price.
+func (s *Service) payBalance(ctx context.Context, who payer, tradeNo string, pricer Pricer, now time.Time) (*Trade, error) {
+	for {
+		op := &moveOp{svc: s, tradeNo: tradeNo, keys: []string{"trade:" + tradeNo}, now: now, recoverable: true}
+		op.decide = func(ctx context.Context, q ledger.Querier, t *Trade) (change, error) {
+			ch := payChange(t, who, now, s.ledgerID)
+			if pricer == nil || ch.refusal != nil || ch.transfer == nil {
+				return ch, nil
+			}
+			g, err := pricer.Discount(ctx, q, t, who.userID, now)
+			if err != nil || g.Discount <= 0 {
+				return ch, err
+			}
+			return discounted(t, ch, g, s.ledgerID, func(ctx context.Context, q ledger.Querier, ok bool) error {
+				return pricer.Settled(ctx, q, t, who.userID, now, g, ok)
+			}), nil
+		}
+		if err := s.do(ctx, op); err != nil {
+			return nil, err
+		}
+		if !op.budgetShort {
+			return op.ch.trade, nil
+		}
+		pricer = nil
 	}
-	return op.ch.trade, nil
+}
+
+// discounted turns the pay rule's change into a payment with grant g's
+// discount: the buyer's transfer is the total less the discount, and the
+// budget's transfer of the discount goes to the same account, linked
+// before it.
+func discounted(t *Trade, ch change, g campaign.Grant, ledgerID uint32,
+	settle func(ctx context.Context, q ledger.Querier, ok bool) error) change {
+	pay := *ch.transfer
+	pay.Amount -= int64(g.Discount)
+	d := campaign.DiscountTransfer(g, t.TradeNo, pay.CreditAccountID, ledgerID)
+	u := *ch.trade
+	u.BuyerPayAmount, u.DiscountAmount = zhifu.Amount(pay.Amount), g.Discount
+	u.CampaignID, u.CampaignLabel, u.BudgetAccount = g.CampaignID, g.Label, g.Budget
+	ch.trade, ch.transfer, ch.extra, ch.discounted = &u, &pay, &d, settle
+	return ch
 }
 
 // charged checks the pay rule's change against the charge decided for

@@ -1,6 +1,7 @@
 package trade
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,8 +24,14 @@ const RefundWindow = 90 * 24 * time.Hour
 type change struct {
 	trade    *Trade           // the trade after the move; nil when refused or nothing to do
 	transfer *ledger.Transfer // the money that moves with it, if any
-	refund   *RefundRecord    // a new refund row
-	refusal  *zhifu.Error     // why the move is refused; trade may still be set (see payChange)
+	// extra moves beside transfer, Linked before it, both or neither: a
+	// campaign's discount of a payment, the budget's share of a refund.
+	extra *ledger.Transfer
+	// discounted, for a payment with a discount, is told in the op's
+	// Finish whether the discount went through (campaign.Discounter.Settle).
+	discounted func(ctx context.Context, q ledger.Querier, ok bool) error
+	refund     *RefundRecord // a new refund row
+	refusal    *zhifu.Error  // why the move is refused; trade may still be set (see payChange)
 	// shortfall is the refusal when the transfer's debit account cannot
 	// cover it (a buyer's or seller's wallet); "" where that is a bug
 	// (the escrow must always hold what its trades say).
@@ -211,11 +218,37 @@ func refundChange(t *Trade, req refundRequest, existing *RefundRecord, now time.
 	}
 	r := &RefundRecord{TradeNo: t.TradeNo, OutRequestNo: req.OutRequestNo, RefundAmount: req.Amount,
 		Reason: req.Reason, Status: RefundSuccess, CreatedAt: now}
-	return change{trade: &u, refund: r, shortfall: shortfall, transfer: &ledger.Transfer{
-		ID: refundTransferID(t.TradeNo, req.OutRequestNo), DebitAccountID: debit,
-		CreditAccountID: buyer, Amount: int64(req.Amount), Ledger: ledgerID,
+	id := refundTransferID(t.TradeNo, req.OutRequestNo)
+	ch := change{trade: &u, refund: r, shortfall: shortfall, transfer: &ledger.Transfer{
+		ID: id, DebitAccountID: debit, CreditAccountID: buyer, Amount: int64(req.Amount), Ledger: ledgerID,
 		Code: zhifu.TransferRefund,
 	}}
+	// A discount is returned to its campaign's budget, never to the buyer:
+	// the budget's share of what has been refunded so far is the discount's
+	// share of the total, rounded down, so that the last refund returns the
+	// rest of it.
+	if part := discountShare(t, after) - discountShare(t, t.RefundedAmount); part > 0 {
+		back := ledger.Transfer{ID: "rdisc:" + id[len("refund:"):], DebitAccountID: debit,
+			CreditAccountID: t.BudgetAccount, Amount: int64(part), Ledger: ledgerID, Code: zhifu.TransferRefund}
+		if zhifu.Amount(ch.transfer.Amount) == part {
+			ch.transfer = &back
+		} else {
+			ch.transfer.Amount -= int64(part)
+			back.Flags = ledger.Linked
+			ch.extra = &back
+		}
+	}
+	return ch
+}
+
+// discountShare is the part of refunds totalling refunded that returns to
+// the campaign's budget rather than to the buyer.
+func discountShare(t *Trade, refunded zhifu.Amount) zhifu.Amount {
+	if t.DiscountAmount == 0 || t.Paid() == 0 {
+		return 0
+	}
+	// Both are at most AmountMax (1e10), so the product fits in int64.
+	return zhifu.Amount(int64(refunded) * int64(t.DiscountAmount) / int64(t.Paid()))
 }
 
 // refundTransferID is "refund:<trade_no>:<out_request_no>". The ledger

@@ -79,6 +79,9 @@ type moveOp struct {
 	// The outcome, reset by every Prepare because a batch may run again.
 	old *Trade
 	ch  change
+	// budgetShort says the ledger refused a discount for want of budget,
+	// and with it the payment: the caller pays again without one.
+	budgetShort bool
 }
 
 func (o *moveOp) Keys() []string { return o.keys }
@@ -88,7 +91,7 @@ func (o *moveOp) Keys() []string { return o.keys }
 func (o *moveOp) Applied() bool { return o.ch.refusal == nil && o.ch.trade != nil }
 
 func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
-	o.old, o.ch = nil, change{}
+	o.old, o.ch, o.budgetShort = nil, change{}, false
 	t, err := loadTrade(ctx, tx, o.tradeNo, true)
 	if err != nil {
 		return nil, err
@@ -106,6 +109,9 @@ func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, 
 	}
 	o.old, o.ch = t, ch
 	if ch.transfer != nil && ch.refusal == nil {
+		if ch.extra != nil {
+			return []ledger.Transfer{*ch.extra, *ch.transfer}, nil
+		}
 		return []ledger.Transfer{*ch.transfer}, nil
 	}
 	return nil, nil
@@ -113,7 +119,20 @@ func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, 
 
 func (o *moveOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.TransferResult) error {
 	if o.ch.transfer != nil && o.ch.refusal == nil {
-		switch r := results[0]; {
+		r := results[len(results)-1]
+		if o.ch.extra != nil && results[0] != ledger.TransferOK && results[0] != ledger.TransferLinkedEventFailed {
+			r = results[0] // the chain failed on the discount or the budget's share
+		}
+		if o.ch.discounted != nil {
+			if err := o.ch.discounted(ctx, tx, r == ledger.TransferOK); err != nil {
+				return err
+			}
+			if results[0] == ledger.TransferExceedsCredits {
+				o.ch, o.budgetShort = change{}, true
+				return nil
+			}
+		}
+		switch {
 		case r == ledger.TransferOK:
 		case o.ch.shortfall != "" && (r == ledger.TransferExceedsCredits || r == ledger.TransferDebitAccountNotFound):
 			// Nothing moved and nothing is written: the trade stays as it was.

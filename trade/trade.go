@@ -21,8 +21,13 @@ type Trade struct {
 	Mode           Mode
 	Subject        string
 	TotalAmount    zhifu.Amount
-	BuyerPayAmount zhifu.Amount // what the buyer paid (the whole total, for now)
-	DiscountAmount zhifu.Amount
+	BuyerPayAmount zhifu.Amount // what the buyer paid: the total less the discount
+	DiscountAmount zhifu.Amount // what a campaign's budget paid
+	// CampaignID, CampaignLabel and BudgetAccount name the campaign that
+	// paid the discount, the label the buyer saw and its budget account.
+	CampaignID     string
+	CampaignLabel  string
+	BudgetAccount  int64
 	RefundedAmount zhifu.Amount
 	Status         Status
 	// NotifyURL is where the trade's notifications go: the one the merchant
@@ -67,17 +72,19 @@ type RefundRecord struct {
 // buyer's wallet.
 const RefundSuccess = "SUCCESS"
 
-// Paid is what the buyer paid and can be refunded in total.
-func (t *Trade) Paid() zhifu.Amount { return t.BuyerPayAmount }
+// Paid is what the trade was paid, by the buyer and a campaign's discount
+// together, and can be refunded in total.
+func (t *Trade) Paid() zhifu.Amount { return t.BuyerPayAmount + t.DiscountAmount }
 
-// Held is the trade's share of the pooled escrow account: what the buyer
-// paid less what was refunded, while the trade waits for confirmation.
-func (t *Trade) Held() zhifu.Amount { return t.BuyerPayAmount - t.RefundedAmount }
+// Held is the trade's share of the pooled escrow account: what was paid
+// less what was refunded, while the trade waits for confirmation.
+func (t *Trade) Held() zhifu.Amount { return t.Paid() - t.RefundedAmount }
 
 const tradeColumns = `trade_no, out_trade_no, merchant_id, seller_id, buyer_id, mode, subject,
 	total_amount, buyer_pay_amount, discount_amount, refunded_amount, status, notify_url,
 	timeout_express, confirm_timeout, params_hash, source, logistics_company, tracking_no,
-	refunds_open, created_at, paid_at, shipped_at, finished_at, closed_at, close_due, confirm_due`
+	refunds_open, created_at, paid_at, shipped_at, finished_at, closed_at, close_due, confirm_due,
+	campaign_id, campaign_label, budget_account`
 
 // scanTrade reads tradeColumns. Numbers are scanned into plain int64 so
 // both drivers take them the same way.
@@ -85,11 +92,12 @@ func scanTrade(row ledger.Row) (*Trade, error) {
 	var t Trade
 	var mode, status string
 	var total, buyerPay, discount, refunded, timeout, confirm, open int64
-	var created, paid, shipped, finished, closed, closeDue, confirmDue int64
+	var created, paid, shipped, finished, closed, closeDue, confirmDue, budget int64
 	err := row.Scan(&t.TradeNo, &t.OutTradeNo, &t.MerchantID, &t.SellerID, &t.BuyerID, &mode, &t.Subject,
 		&total, &buyerPay, &discount, &refunded, &status, &t.NotifyURL,
 		&timeout, &confirm, &t.ParamsHash, &t.Source, &t.LogisticsCompany, &t.TrackingNo,
-		&open, &created, &paid, &shipped, &finished, &closed, &closeDue, &confirmDue)
+		&open, &created, &paid, &shipped, &finished, &closed, &closeDue, &confirmDue,
+		&t.CampaignID, &t.CampaignLabel, &budget)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +105,7 @@ func scanTrade(row ledger.Row) (*Trade, error) {
 	t.TotalAmount, t.BuyerPayAmount = zhifu.Amount(total), zhifu.Amount(buyerPay)
 	t.DiscountAmount, t.RefundedAmount = zhifu.Amount(discount), zhifu.Amount(refunded)
 	t.TimeoutExpress, t.ConfirmTimeout = time.Duration(timeout)*time.Second, time.Duration(confirm)*time.Second
-	t.RefundsOpen = int(open)
+	t.RefundsOpen, t.BudgetAccount = int(open), budget
 	t.CreatedAt, t.PaidAt, t.ShippedAt = fromNanos(created), fromNanos(paid), fromNanos(shipped)
 	t.FinishedAt, t.ClosedAt = fromNanos(finished), fromNanos(closed)
 	t.CloseDue, t.ConfirmDue = fromNanos(closeDue), fromNanos(confirmDue)
@@ -127,14 +135,14 @@ func loadTrade(ctx context.Context, q ledger.Querier, tradeNo string, lock bool)
 // trade_no, is an error.
 func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool, err error) {
 	n, err := q.Exec(ctx, `INSERT INTO trades (`+tradeColumns+`) VALUES
-		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`,
 		t.TradeNo, t.OutTradeNo, t.MerchantID, t.SellerID, t.BuyerID, string(t.Mode), t.Subject,
 		int64(t.TotalAmount), int64(t.BuyerPayAmount), int64(t.DiscountAmount), int64(t.RefundedAmount),
 		string(t.Status), t.NotifyURL, int64(t.TimeoutExpress/time.Second), int64(t.ConfirmTimeout/time.Second),
 		t.ParamsHash, t.Source, t.LogisticsCompany, t.TrackingNo, int64(t.RefundsOpen),
 		nanos(t.CreatedAt), nanos(t.PaidAt), nanos(t.ShippedAt), nanos(t.FinishedAt), nanos(t.ClosedAt),
-		nanos(t.CloseDue), nanos(t.ConfirmDue))
+		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount)
 	if err != nil {
 		return false, fmt.Errorf("trade: insert %s: %w", t.TradeNo, err)
 	}
@@ -153,11 +161,13 @@ func saveTrade(ctx context.Context, q ledger.Querier, old, t *Trade) error {
 	}
 	n, err := q.Exec(ctx, `UPDATE trades SET status = ?, buyer_id = ?, buyer_pay_amount = ?,
 		refunded_amount = ?, logistics_company = ?, tracking_no = ?, refunds_open = ?, paid_at = ?,
-		shipped_at = ?, finished_at = ?, closed_at = ?, confirm_due = ?
+		shipped_at = ?, finished_at = ?, closed_at = ?, confirm_due = ?, discount_amount = ?, campaign_id = ?,
+		campaign_label = ?, budget_account = ?
 		WHERE trade_no = ? AND status = ? AND refunded_amount = ?`,
 		string(t.Status), t.BuyerID, int64(t.BuyerPayAmount), int64(t.RefundedAmount),
 		t.LogisticsCompany, t.TrackingNo, int64(t.RefundsOpen), nanos(t.PaidAt), nanos(t.ShippedAt),
-		nanos(t.FinishedAt), nanos(t.ClosedAt), nanos(t.ConfirmDue),
+		nanos(t.FinishedAt), nanos(t.ClosedAt), nanos(t.ConfirmDue), int64(t.DiscountAmount), t.CampaignID,
+		t.CampaignLabel, t.BudgetAccount,
 		t.TradeNo, string(old.Status), int64(old.RefundedAmount))
 	if err != nil {
 		return fmt.Errorf("trade: update %s: %w", t.TradeNo, err)
