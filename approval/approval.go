@@ -58,6 +58,13 @@ type Kind interface {
 	Carry(p Proposal) (ledger.Op, error)
 }
 
+// Approver is a Kind with more to say about who may approve than that
+// the proposer may not: a campaign's creator may not approve a change
+// another operator proposed either.
+type Approver interface {
+	MayApprove(ctx context.Context, p Proposal, by *identity.Operator) error
+}
+
 // Config is what the service needs.
 type Config struct {
 	Store   ledger.Store
@@ -227,6 +234,11 @@ func (s *Service) Approve(ctx context.Context, id string, by *identity.Operator)
 	k, ok := s.kinds[p.Kind]
 	if !ok {
 		return nil, fmt.Errorf("approval: proposal %s of unknown kind %q", p.ID, p.Kind)
+	}
+	if m, ok := k.(Approver); ok && p.State == Pending {
+		if err := m.MayApprove(ctx, *p, by); err != nil {
+			return nil, err
+		}
 	}
 	inner, err := k.Carry(*p)
 	if err != nil {

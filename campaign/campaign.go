@@ -83,7 +83,8 @@ type Campaign struct {
 	LiveAt        time.Time
 	WidenedAt     time.Time
 	StoppedAt     time.Time
-	Returned      zhifu.Amount
+	Funded        zhifu.Amount // moved into the budget so far
+	Returned      zhifu.Amount // returned to the funding account since it stopped
 }
 
 // BudgetAccountID is the ledger account of campaign num's budget.

@@ -35,7 +35,8 @@ CREATE TABLE campaigns (
 	live_at         BIGINT NOT NULL DEFAULT 0, -- when it went live (canary), 0 before
 	widened_at      BIGINT NOT NULL DEFAULT 0,
 	stopped_at      BIGINT NOT NULL DEFAULT 0,
-	returned        BIGINT NOT NULL DEFAULT 0  -- fen returned to own funds when it ended
+	funded          BIGINT NOT NULL DEFAULT 0, -- fen moved into the budget so far
+	returned        BIGINT NOT NULL DEFAULT 0  -- fen returned to the funding account since it stopped
 );
 CREATE INDEX campaigns_status ON campaigns (status);
 

@@ -1,0 +1,377 @@
+package campaign
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"zhifu"
+	"zhifu/ledger"
+)
+
+// live is a campaign as this node gives from it: the row of its last read,
+// an estimate of what its budget has left, and what it gave lately.
+type live struct {
+	c         *Campaign
+	remaining atomic.Int64 // the budget's balance at the last read, less what was offered since
+	given     stats        // this node's payments discounted by it
+}
+
+// stats counts payments per second over the last statsSeconds seconds.
+type stats struct {
+	mu      sync.Mutex
+	buckets [statsSeconds]bucket
+}
+
+const statsSeconds = 64
+
+type bucket struct {
+	sec              int64
+	payments         int64
+	amount, discount int64
+}
+
+func (st *stats) add(now time.Time, amount, discount zhifu.Amount) {
+	sec := now.Unix()
+	st.mu.Lock()
+	b := &st.buckets[sec%statsSeconds]
+	if b.sec != sec {
+		*b = bucket{sec: sec}
+	}
+	b.payments++
+	b.amount += int64(amount)
+	b.discount += int64(discount)
+	st.mu.Unlock()
+}
+
+// since sums the buckets of the seconds from start to now.
+func (st *stats) since(start, now time.Time) bucket {
+	var sum bucket
+	from, to := start.Unix(), now.Unix()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, b := range st.buckets {
+		if b.sec >= from && b.sec <= to {
+			sum.payments += b.payments
+			sum.amount += b.amount
+			sum.discount += b.discount
+		}
+	}
+	return sum
+}
+
+// Offer is Discounter: the best discount of the campaigns live on this
+// node for payment p, reserved against the payer's daily cap in the
+// payment's transaction. Campaigns do not add up: a payment gets at most
+// one campaign's discount.
+func (s *Service) Offer(ctx context.Context, q ledger.Querier, p Payment) (Grant, error) {
+	s.all.add(p.Now, p.Amount, 0)
+	var best *live
+	var d zhifu.Amount
+	for _, l := range *s.live.Load() {
+		c := l.c
+		if (c.Status != Canary && c.Status != Live) || p.Now.Before(c.StartsAt) || !p.Now.Before(c.EndsAt) ||
+			!c.applies(p) || (c.Status == Canary && !inCanary(c.CampaignID, p.PayerID, s.cfg.CanaryShareBP)) {
+			continue
+		}
+		if x := min(c.discountOf(p.Amount), zhifu.Amount(l.remaining.Load())); x > d {
+			best, d = l, x
+		}
+	}
+	if best == nil {
+		return Grant{}, nil
+	}
+	c := best.c
+	var used int64
+	err := q.QueryRow(ctx, `INSERT INTO campaign_usage (campaign_id, user_id, day, discount) VALUES (?, ?, ?, ?)
+		ON CONFLICT (campaign_id, user_id, day) DO UPDATE SET discount = campaign_usage.discount + excluded.discount
+		RETURNING discount`, c.CampaignID, p.PayerID, dayOf(p.Now), int64(d)).Scan(&used)
+	if err != nil {
+		return Grant{}, fmt.Errorf("campaign: usage of %s: %w", c.CampaignID, err)
+	}
+	if over := zhifu.Amount(used) - c.UserDailyCap; over > 0 {
+		// Past the payer's cap: keep what fits, give the rest back.
+		if err := unuse(ctx, q, c.CampaignID, p, min(over, d)); err != nil {
+			return Grant{}, err
+		}
+		if d -= over; d <= 0 {
+			return Grant{}, nil
+		}
+	}
+	best.remaining.Add(-int64(d))
+	best.given.add(p.Now, p.Amount, d)
+	return Grant{CampaignID: c.CampaignID, Label: c.Label, Discount: d, Budget: c.BudgetAccount}, nil
+}
+
+func unuse(ctx context.Context, q ledger.Querier, id string, p Payment, d zhifu.Amount) error {
+	if _, err := q.Exec(ctx, `UPDATE campaign_usage SET discount = discount - ? WHERE campaign_id = ? AND user_id = ? AND day = ?`,
+		int64(d), id, p.PayerID, dayOf(p.Now)); err != nil {
+		return fmt.Errorf("campaign: usage of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Settle is Discounter: a discount that went through is recorded for the
+// monitor and the campaign's report; one the ledger refused gives the
+// payer's cap back.
+func (s *Service) Settle(ctx context.Context, q ledger.Querier, p Payment, g Grant, ok bool) error {
+	if g.Discount <= 0 {
+		return nil
+	}
+	if !ok {
+		if l := s.find(g.CampaignID); l != nil {
+			l.remaining.Add(int64(g.Discount))
+		}
+		return unuse(ctx, q, g.CampaignID, p, g.Discount)
+	}
+	_, err := q.Exec(ctx, `INSERT INTO campaign_grants (ref, campaign_id, kind, user_id, amount, discount, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Kind+":"+p.Ref, g.CampaignID, p.Kind, p.PayerID, int64(p.Amount),
+		int64(g.Discount), p.Now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("campaign: grant of %s: %w", g.CampaignID, err)
+	}
+	return nil
+}
+
+func (s *Service) find(id string) *live {
+	for _, l := range *s.live.Load() {
+		if l.c.CampaignID == id {
+			return l
+		}
+	}
+	return nil
+}
+
+// drop stops this node giving from campaign id at once, before its next
+// read.
+func (s *Service) drop(id string) {
+	for {
+		old := s.live.Load()
+		next := make([]*live, 0, len(*old))
+		for _, l := range *old {
+			if l.c.CampaignID != id {
+				next = append(next, l)
+			}
+		}
+		if s.live.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// Run re-reads the campaigns every Tick until ctx ends: it moves them
+// along (start, widen, end), judges the live ones against their plans and
+// returns what stopped ones have left. Every node runs it; the moves are
+// conditional updates, so two nodes making one move make it once.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Tick)
+	defer t.Stop()
+	for {
+		if err := s.Step(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Error("campaigns: step", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Step is one round of Run.
+func (s *Service) Step(ctx context.Context) error {
+	now := s.cfg.Clock.Now().UTC()
+	rows, err := active(ctx, s.cfg.Store.Reader(), now.Add(-sweepAfterStop))
+	if err != nil {
+		return err
+	}
+	ids := make([]int64, len(rows))
+	for i, c := range rows {
+		ids[i] = c.BudgetAccount
+	}
+	accts, err := s.cfg.Store.LookupAccounts(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("campaign: budgets: %w", err)
+	}
+	balance := make(map[int64]int64, len(accts))
+	for _, a := range accts {
+		balance[a.ID] = a.Balance()
+	}
+	old := map[string]*live{}
+	for _, l := range *s.live.Load() {
+		old[l.c.CampaignID] = l
+	}
+	next := make([]*live, 0, len(rows))
+	var firstErr error
+	keep := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	for _, c := range rows {
+		switch c.Status {
+		case Killed, Ended:
+			if b := balance[c.BudgetAccount]; b > 0 && now.Sub(c.StoppedAt) >= s.cfg.StopGrace {
+				keep(s.giveBack(ctx, c, now))
+			}
+			continue
+		}
+		if !now.Before(c.EndsAt) {
+			_, err := s.end(ctx, c.CampaignID, now)
+			keep(err)
+			continue
+		}
+		l := old[c.CampaignID]
+		if l == nil || l.c.Version != c.Version || l.c.Status != c.Status {
+			fresh := &live{c: c}
+			if l != nil {
+				fresh.given.buckets = l.given.snapshot()
+			}
+			l = fresh
+		}
+		l.c = c
+		l.remaining.Store(balance[c.BudgetAccount])
+		next = append(next, l)
+	}
+	s.live.Store(&next)
+	for _, l := range next {
+		keep(s.move(ctx, l, now))
+	}
+	return firstErr
+}
+
+func (st *stats) snapshot() [statsSeconds]bucket {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.buckets
+}
+
+// move starts a scheduled campaign at its start, judges a live one, and
+// widens a canary whose period passed in line with plan.
+func (s *Service) move(ctx context.Context, l *live, now time.Time) error {
+	c := l.c
+	switch c.Status {
+	case Scheduled:
+		if now.Before(c.StartsAt) {
+			return nil
+		}
+		return s.advance(ctx, c, Canary, now, "started: canary on a share of payers")
+	case Canary, Live:
+		breach, err := s.judge(ctx, l, now)
+		if err != nil {
+			return err
+		}
+		if breach != "" {
+			_, err := s.Pause(ctx, Monitor, c.CampaignID, breach)
+			if zhifu.ErrorCode(err) == zhifu.ContextInconsistent {
+				return nil // another node paused it first
+			}
+			return err
+		}
+		if c.Status == Canary && now.Sub(c.LiveAt) >= s.cfg.CanaryPeriod {
+			return s.advance(ctx, c, Live, now, "canary in line with plan: widened to every payer")
+		}
+	}
+	return nil
+}
+
+// advance moves c from its status to status, if no one did first.
+func (s *Service) advance(ctx context.Context, c *Campaign, status string, now time.Time, why string) error {
+	from := c.Status
+	op := &changeOp{svc: s, id: c.CampaignID, now: now, change: func(x *Campaign) error {
+		if x.Status != from || x.Version != c.Version {
+			return &zhifu.Error{Code: zhifu.ContextInconsistent, Message: "moved already"}
+		}
+		x.Status = status
+		switch status {
+		case Canary:
+			x.LiveAt = now
+		case Live:
+			x.WidenedAt = now
+		}
+		return nil
+	}}
+	op.after = func(ctx context.Context, q ledger.Querier, x *Campaign) error {
+		return s.record(ctx, q, now, "campaign."+lower(status), x.CampaignID, why)
+	}
+	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
+		return err
+	}
+	if op.refusal == nil {
+		s.cfg.Logger.Info("campaign "+lower(status), "campaign", c.CampaignID, "why", why)
+	}
+	return nil
+}
+
+func lower(status string) string {
+	switch status {
+	case Canary:
+		return "canary"
+	case Live:
+		return "widen"
+	}
+	return "move"
+}
+
+func (s *Service) record(ctx context.Context, q ledger.Querier, now time.Time, action, id, detail string) error {
+	return approvalRecord(ctx, q, now, action, id, detail)
+}
+
+// end ends campaign id at its end.
+func (s *Service) end(ctx context.Context, id string, now time.Time) (*Campaign, error) {
+	op := &changeOp{svc: s, id: id, now: now, change: func(c *Campaign) error {
+		switch c.Status {
+		case Killed, Ended:
+			return &zhifu.Error{Code: zhifu.ContextInconsistent, Message: "stopped already"}
+		}
+		c.Status, c.StoppedAt = Ended, now
+		if c.StatusReason == "" {
+			c.StatusReason = "its end passed"
+		}
+		return nil
+	}}
+	op.after = func(ctx context.Context, q ledger.Querier, c *Campaign) error {
+		if err := supersede(ctx, q, id, now); err != nil {
+			return err
+		}
+		return s.record(ctx, q, now, "campaign.end", id, "ended at "+c.EndsAt.Format(time.RFC3339))
+	}
+	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
+		return nil, err
+	}
+	s.drop(id)
+	return op.c, nil
+}
+
+// giveBack returns what is left in stopped campaign c's budget to its
+// funding account: the balance read in the transaction, so that nothing
+// more nor less than what is there moves.
+func (s *Service) giveBack(ctx context.Context, c *Campaign, now time.Time) error {
+	var amount int64
+	op := &changeOp{svc: s, id: c.CampaignID, now: now, change: func(*Campaign) error { return nil }}
+	op.transfers = func(ctx context.Context, tx ledger.Tx, x *Campaign) ([]ledger.Transfer, error) {
+		accts, err := tx.LockAccounts(ctx, []int64{x.BudgetAccount})
+		if err != nil || len(accts) == 0 {
+			return nil, err
+		}
+		if amount = accts[0].Balance(); amount <= 0 {
+			return nil, nil
+		}
+		to := zhifu.OwnFundsAccountID
+		if x.Funding == FundMerchant {
+			if to, err = s.cfg.MerchantWallet(ctx, x.FundingID); err != nil {
+				return nil, err
+			}
+		}
+		x.Returned += zhifu.Amount(amount)
+		return []ledger.Transfer{{ID: fmt.Sprintf("cret:%s:%d", x.CampaignID, x.Returned), DebitAccountID: x.BudgetAccount,
+			CreditAccountID: to, Amount: amount, Ledger: s.cfg.LedgerID, Code: zhifu.TransferCampaign}}, nil
+	}
+	op.after = func(ctx context.Context, q ledger.Querier, x *Campaign) error {
+		return s.record(ctx, q, now, "campaign.return", x.CampaignID,
+			fmt.Sprintf("%s left in the budget returned to its funding account", zhifu.Amount(amount)))
+	}
+	return s.cfg.Batcher.Do(ctx, op)
+}
