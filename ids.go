@@ -71,6 +71,14 @@ func ParseUserID(id string) (int64, bool) {
 // WalletAccountID is the ledger account of user num's available balance.
 func WalletAccountID(num int64) int64 { return userAccountBase + num*userAccountStride + 1 }
 
+// UserOfAccount is the user whose wallet account id is, if it is one.
+func UserOfAccount(id int64) (int64, bool) {
+	if id < userAccountBase || (id-userAccountBase)%userAccountStride != 1 {
+		return 0, false
+	}
+	return (id - userAccountBase) / userAccountStride, true
+}
+
 // FrozenAccountID is the ledger account of user num's frozen balance.
 func FrozenAccountID(num int64) int64 { return userAccountBase + num*userAccountStride + 2 }
 

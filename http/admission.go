@@ -154,6 +154,16 @@ var routeClasses = map[string]routeAdmission{
 	"GET /v1/admin/approvals/{approval_id}":          query,
 	"POST /v1/admin/approvals/{approval_id}/approve": change.opened(),
 	"POST /v1/admin/approvals/{approval_id}/reject":  change.opened(),
+
+	"POST /v1/admin/campaigns":                       change.opened(),
+	"GET /v1/admin/campaigns":                        query,
+	"GET /v1/admin/campaign-limits":                  query,
+	"GET /v1/admin/campaigns/{campaign_id}":          query,
+	"PUT /v1/admin/campaigns/{campaign_id}":          change.opened(),
+	"POST /v1/admin/campaigns/{campaign_id}/approve": change.opened(),
+	"POST /v1/admin/campaigns/{campaign_id}/pause":   change.opened(),
+	"POST /v1/admin/campaigns/{campaign_id}/kill":    change.opened(),
+	"POST /v1/admin/campaigns/{campaign_id}/dry-run": bulk.opened(),
 }
 
 // AdmissionConfig configures admission at the edge. The zero value admits

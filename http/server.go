@@ -181,6 +181,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 		s.channelRoutes(mux)
 	}
 	s.reconRoutes(mux)
+	s.campaignRoutes(mux)
 	if s.svc.Gateway != nil {
 		s.gatewayRoutes(mux)
 	}

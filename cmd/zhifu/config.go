@@ -68,6 +68,7 @@ func (m *Main) serveFlags() []serveFlag {
 		{"drain-wait", "ZHIFU_DRAIN_WAIT", "on SIGTERM, how long to go on serving while /readyz answers 503, for a load balancer to move traffic away (such as 5s)", &m.DrainWait, ""},
 		{"node-stale-after", "ZHIFU_NODE_STALE_AFTER", "how long another node's heartbeat may stay unchanged before its claims are freed (default 5s)", &m.NodeStaleAfter, ""},
 		{"notify-allow-cidrs", "ZHIFU_NOTIFY_ALLOW_CIDRS", "networks merchant notifications may go to although private or loopback, such as 10.20.0.0/16,127.0.0.1/32, or none (default: loopback with SQLite, none with PostgreSQL)", &m.NotifyAllowCIDRs, ""},
+		{"campaigns", "ZHIFU_CAMPAIGNS", campaignsFlagHelp, &m.CampaignsSpec, ""},
 	}, m.edgeFlags()...)
 }
 

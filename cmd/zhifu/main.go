@@ -24,6 +24,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"zhifu/campaign"
 
 	"zhifu"
 	"zhifu/approval"
@@ -144,6 +145,11 @@ type Main struct {
 	// although private or loopback ("10.0.0.0/8,127.0.0.1/32" or "none");
 	// empty is loopback with SQLite and nothing with PostgreSQL.
 	NotifyAllowCIDRs string
+	// CampaignsSpec is --campaigns: the campaigns' limits and monitor.
+	CampaignsSpec string
+	// ConfigureCampaigns, when set, adjusts the campaign service's config
+	// before it is built (in-process tests shorten its canary and tick).
+	ConfigureCampaigns func(*campaign.Config)
 	// DrainWait is how long a SIGTERM'd server goes on serving while
 	// /readyz says 503, for a load balancer to stop sending it requests
 	// (a duration; empty is none). NodeStaleAfter is how long another
@@ -220,6 +226,8 @@ type Main struct {
 	Channels  *channel.Service
 	// Recon is reconciliation, its review items and custody.
 	Recon *recon.Service
+	// Campaigns are the marketing campaigns and their discounts.
+	Campaigns *campaign.Service
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -331,7 +339,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals,
-			Recon: m.Recon},
+			Recon: m.Recon, Campaigns: m.Campaigns},
 		Admission:   m.edge.config,
 		ConnsMax:    m.edge.connsMax,
 		Idempotency: m.keeper,

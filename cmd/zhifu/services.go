@@ -56,10 +56,14 @@ func (m *Main) startServices() error {
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Egress: m.egress})
+	if err := m.newCampaigns(); err != nil {
+		return err
+	}
 	if err := m.newChannels(checkout.NewSettler(m.Trades)); err != nil {
 		return err
 	}
-	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels})
+	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels,
+		Discounter: m.Campaigns})
 	if err := m.newRecon(); err != nil {
 		return err
 	}
@@ -88,7 +92,9 @@ func (m *Main) startServices() error {
 	// Every node delivers notifications (each row is claimed under a
 	// lease of its own) and reloads the gateway's keys; the jobs that one
 	// node at a time runs start under the node's leases (startNode).
-	for _, run := range []func(context.Context){m.Notify.Run, keys.Run, m.Recon.Run} {
+	// Every node also re-reads the campaigns and judges them, so that a
+	// pause made anywhere stops every node's discounts within a tick.
+	for _, run := range []func(context.Context){m.Notify.Run, keys.Run, m.Recon.Run, m.Campaigns.Run} {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
