@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -180,12 +181,36 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// Step is one round of Run.
+// Step is one round of Run: it reads the campaigns and moves them along;
+// when it moved any, it reads them again so that this node gives by what
+// it just decided.
 func (s *Service) Step(ctx context.Context) error {
+	moved, err := s.step(ctx)
+	if moved {
+		_, err2 := s.refresh(ctx)
+		err = errors.Join(err, err2)
+	}
+	return err
+}
+
+func (s *Service) step(ctx context.Context) (moved bool, err error) {
+	next, err := s.refresh(ctx)
+	now := s.cfg.Clock.Now().UTC()
+	for _, l := range next {
+		m, e := s.move(ctx, l, now)
+		moved = moved || m
+		err = errors.Join(err, e)
+	}
+	return moved, err
+}
+
+// refresh reads the campaigns and their budgets into the live set, ending
+// those whose end passed and returning what stopped ones have left.
+func (s *Service) refresh(ctx context.Context) ([]*live, error) {
 	now := s.cfg.Clock.Now().UTC()
 	rows, err := active(ctx, s.cfg.Store.Reader(), now.Add(-sweepAfterStop))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ids := make([]int64, len(rows))
 	for i, c := range rows {
@@ -193,7 +218,7 @@ func (s *Service) Step(ctx context.Context) error {
 	}
 	accts, err := s.cfg.Store.LookupAccounts(ctx, ids)
 	if err != nil {
-		return fmt.Errorf("campaign: budgets: %w", err)
+		return nil, fmt.Errorf("campaign: budgets: %w", err)
 	}
 	balance := make(map[int64]int64, len(accts))
 	for _, a := range accts {
@@ -236,10 +261,7 @@ func (s *Service) Step(ctx context.Context) error {
 		next = append(next, l)
 	}
 	s.live.Store(&next)
-	for _, l := range next {
-		keep(s.move(ctx, l, now))
-	}
-	return firstErr
+	return next, firstErr
 }
 
 func (st *stats) snapshot() [statsSeconds]bucket {
@@ -250,31 +272,31 @@ func (st *stats) snapshot() [statsSeconds]bucket {
 
 // move starts a scheduled campaign at its start, judges a live one, and
 // widens a canary whose period passed in line with plan.
-func (s *Service) move(ctx context.Context, l *live, now time.Time) error {
+func (s *Service) move(ctx context.Context, l *live, now time.Time) (bool, error) {
 	c := l.c
 	switch c.Status {
 	case Scheduled:
 		if now.Before(c.StartsAt) {
-			return nil
+			return false, nil
 		}
-		return s.advance(ctx, c, Canary, now, "started: canary on a share of payers")
+		return true, s.advance(ctx, c, Canary, now, "started: canary on a share of payers")
 	case Canary, Live:
 		breach, err := s.judge(ctx, l, now)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if breach != "" {
 			_, err := s.Pause(ctx, Monitor, c.CampaignID, breach)
 			if zhifu.ErrorCode(err) == zhifu.ContextInconsistent {
-				return nil // another node paused it first
+				return true, nil // another node paused it first
 			}
-			return err
+			return true, err
 		}
 		if c.Status == Canary && now.Sub(c.LiveAt) >= s.cfg.CanaryPeriod {
-			return s.advance(ctx, c, Live, now, "canary in line with plan: widened to every payer")
+			return true, s.advance(ctx, c, Live, now, "canary in line with plan: widened to every payer")
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // advance moves c from its status to status, if no one did first.
