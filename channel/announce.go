@@ -98,6 +98,7 @@ func (o *announceOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.Transf
 
 // loadAnnouncements reads the operator's windows not yet over.
 func (s *Service) loadAnnouncements(ctx context.Context) error {
+	read := s.announceReads.Add(1)
 	rows, err := s.cfg.Store.Reader().Query(ctx, `SELECT announcement_id, bank, starts_at, ends_at, message
 		FROM announcements WHERE ends_at > ? ORDER BY starts_at LIMIT ?`, nanos(s.now()), announcementsMax)
 	if err != nil {
@@ -118,7 +119,9 @@ func (s *Service) loadAnnouncements(ctx context.Context) error {
 		return fmt.Errorf("channel: announcements: %w", err)
 	}
 	s.announceMu.Lock()
-	s.announcements = out
+	if read > s.announceRead {
+		s.announcements, s.announceRead = out, read
+	}
 	s.announceMu.Unlock()
 	return nil
 }

@@ -192,6 +192,11 @@ type Service struct {
 
 	announceMu    sync.RWMutex
 	announcements []Announcement // the operator's, ending after the last refresh
+	// announceReads numbers the reads of announcements as they start, and
+	// announceRead is the number of the read stored: a read that started
+	// earlier and ends later never overwrites a fresher one.
+	announceReads atomic.Int64
+	announceRead  int64
 }
 
 // bank is one bank's channel.
