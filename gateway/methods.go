@@ -126,8 +126,18 @@ func (s *Service) pay(ctx context.Context, m *identity.Merchant, c *Call) (map[s
 	}
 	f := tradeFields(t)
 	f["gmt_payment"] = FormatTime(t.PaidAt)
-	f["fund_bill_list"] = []map[string]string{{"fund_channel": "ALIPAYACCOUNT", "amount": t.BuyerPayAmount.String()}}
+	f["fund_bill_list"] = fundBills(t)
 	return f, nil
+}
+
+// fundBills say which funds paid trade t: the buyer's balance, and a
+// campaign's discount.
+func fundBills(t *trade.Trade) []map[string]string {
+	out := []map[string]string{{"fund_channel": "ALIPAYACCOUNT", "amount": t.BuyerPayAmount.String()}}
+	if t.DiscountAmount > 0 {
+		out = append(out, map[string]string{"fund_channel": "DISCOUNT", "amount": t.DiscountAmount.String()})
+	}
+	return out
 }
 
 // lookup finds the trade a call names by trade_no or out_trade_no.
@@ -166,8 +176,12 @@ func tradeFields(t *trade.Trade) map[string]any {
 	f := map[string]any{
 		"trade_no": t.TradeNo, "out_trade_no": t.OutTradeNo, "trade_status": string(t.Status),
 		"total_amount": t.TotalAmount.String(), "buyer_pay_amount": t.BuyerPayAmount.String(),
-		"receipt_amount": t.BuyerPayAmount.String(), "invoice_amount": t.BuyerPayAmount.String(),
+		"receipt_amount": t.Paid().String(), "invoice_amount": t.BuyerPayAmount.String(),
 		"point_amount": "0.00", "buyer_user_id": t.BuyerID,
+		// A campaign's discount is the platform's (Alipay's discount_amount),
+		// never the merchant's (mdiscount_amount): the seller receives the
+		// whole total.
+		"discount_amount": t.DiscountAmount.String(), "mdiscount_amount": "0.00",
 	}
 	if !t.PaidAt.IsZero() {
 		f["send_pay_date"] = FormatTime(t.PaidAt)

@@ -13,16 +13,19 @@ import (
 // the notifications both use it, so a merchant sees one shape. Fields after
 // closed_at are extensions.
 type View struct {
-	TradeNo          string  `json:"trade_no"`
-	OutTradeNo       string  `json:"out_trade_no"`
-	MerchantID       string  `json:"merchant_id"`
-	SellerID         string  `json:"seller_id"`
-	BuyerID          *string `json:"buyer_id"` // null until named or paid
-	Mode             Mode    `json:"mode"`
-	Subject          string  `json:"subject"`
-	TotalAmount      string  `json:"total_amount"`
-	BuyerPayAmount   string  `json:"buyer_pay_amount"`
-	DiscountAmount   string  `json:"discount_amount"`
+	TradeNo        string  `json:"trade_no"`
+	OutTradeNo     string  `json:"out_trade_no"`
+	MerchantID     string  `json:"merchant_id"`
+	SellerID       string  `json:"seller_id"`
+	BuyerID        *string `json:"buyer_id"` // null until named or paid
+	Mode           Mode    `json:"mode"`
+	Subject        string  `json:"subject"`
+	TotalAmount    string  `json:"total_amount"`
+	BuyerPayAmount string  `json:"buyer_pay_amount"`
+	DiscountAmount string  `json:"discount_amount"`
+	// CampaignLabel is what the buyer was told the discount is, when a
+	// campaign paid one.
+	CampaignLabel    *string `json:"campaign_label,omitempty"`
 	RefundedAmount   string  `json:"refunded_amount"`
 	Status           Status  `json:"status"`
 	CreatedAt        *string `json:"created_at"`
@@ -57,9 +60,10 @@ func (t *Trade) View() View {
 		TradeNo: t.TradeNo, OutTradeNo: t.OutTradeNo, MerchantID: t.MerchantID, SellerID: t.SellerID,
 		BuyerID: optString(t.BuyerID), Mode: t.Mode, Subject: t.Subject,
 		TotalAmount: t.TotalAmount.String(), BuyerPayAmount: t.BuyerPayAmount.String(),
-		DiscountAmount: t.DiscountAmount.String(), RefundedAmount: t.RefundedAmount.String(),
-		Status:    t.Status,
-		CreatedAt: optTime(t.CreatedAt), PaidAt: optTime(t.PaidAt), ShippedAt: optTime(t.ShippedAt),
+		DiscountAmount: t.DiscountAmount.String(), CampaignLabel: optString(t.CampaignLabel),
+		RefundedAmount: t.RefundedAmount.String(),
+		Status:         t.Status,
+		CreatedAt:      optTime(t.CreatedAt), PaidAt: optTime(t.PaidAt), ShippedAt: optTime(t.ShippedAt),
 		FinishedAt: optTime(t.FinishedAt), ClosedAt: optTime(t.ClosedAt),
 		Currency:         string(zhifu.CNY),
 		LogisticsCompany: optString(t.LogisticsCompany), TrackingNo: optString(t.TrackingNo),
