@@ -83,14 +83,19 @@ type transferCreateRequest struct {
 }
 
 type transferJSON struct {
-	TransferID string         `json:"transfer_id"`
-	Status     string         `json:"status"`
-	FromUserID string         `json:"from_user_id"`
-	ToUserID   string         `json:"to_user_id"`
-	Amount     string         `json:"amount"`
-	Currency   zhifu.Currency `json:"currency"`
-	Memo       string         `json:"memo"`
-	CreatedAt  string         `json:"created_at"`
+	TransferID string `json:"transfer_id"`
+	Status     string `json:"status"`
+	FromUserID string `json:"from_user_id"`
+	ToUserID   string `json:"to_user_id"`
+	Amount     string `json:"amount"`
+	// DiscountAmount is what a campaign paid of the amount; PayerAmount
+	// what left the sender's wallet.
+	DiscountAmount string         `json:"discount_amount"`
+	PayerAmount    string         `json:"payer_amount"`
+	CampaignLabel  string         `json:"campaign_label,omitempty"`
+	Currency       zhifu.Currency `json:"currency"`
+	Memo           string         `json:"memo"`
+	CreatedAt      string         `json:"created_at"`
 }
 
 // handleCreateTransfer sends money from the calling user to another user.
@@ -109,7 +114,8 @@ func (s *Server) handleCreateTransfer(w nethttp.ResponseWriter, r *nethttp.Reque
 		return err
 	}
 	writeJSON(w, nethttp.StatusCreated, transferJSON{TransferID: t.TransferID, Status: t.Status,
-		FromUserID: t.FromUserID, ToUserID: t.ToUserID, Amount: t.Amount.String(), Currency: zhifu.CNY,
+		FromUserID: t.FromUserID, ToUserID: t.ToUserID, Amount: t.Amount.String(), DiscountAmount: t.Discount.String(),
+		PayerAmount: (t.Amount - t.Discount).String(), CampaignLabel: t.CampaignLabel, Currency: zhifu.CNY,
 		Memo: t.Memo, CreatedAt: formatAPITime(t.CreatedAt)})
 	return nil
 }

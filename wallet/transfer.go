@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+	"zhifu/campaign"
 
 	"zhifu"
 	"zhifu/identity"
@@ -25,10 +26,14 @@ type Transfer struct {
 	TransferID string
 	FromUserID string
 	ToUserID   string
-	Amount     zhifu.Amount
-	Memo       string
-	Status     string
-	CreatedAt  time.Time
+	Amount     zhifu.Amount // what the recipient received
+	// Discount is what a campaign paid of Amount; the sender paid the
+	// rest. CampaignLabel is what the sender was told it is.
+	Discount      zhifu.Amount
+	CampaignLabel string
+	Memo          string
+	Status        string
+	CreatedAt     time.Time
 }
 
 // Transfer moves amount from one user's wallet to another's, at once and
@@ -64,14 +69,47 @@ func (s *Service) Transfer(ctx context.Context, from *identity.User, toUserID st
 	}
 	t := &Transfer{TransferID: id, FromUserID: from.UserID, ToUserID: to.UserID,
 		Amount: amount, Memo: memo, Status: StatusSuccess, CreatedAt: s.cfg.Clock.Now().UTC()}
+	if requestKey != "" {
+		// A retry answers from the transfer made, with its discount.
+		done, err := s.cfg.Store.LookupTransfers(ctx, []string{p2pTransferPrefix + id, campaign.DiscountTransferID(id)})
+		if err != nil {
+			return nil, fmt.Errorf("transfer: %w", err)
+		}
+		for _, x := range done {
+			if x.ID == campaign.DiscountTransferID(id) {
+				t.Discount = zhifu.Amount(x.Amount)
+			}
+		}
+		for _, x := range done {
+			if x.ID == p2pTransferPrefix+id {
+				if x.DebitAccountID != zhifu.WalletAccountID(from.Num) || x.CreditAccountID != zhifu.WalletAccountID(to.Num) ||
+					zhifu.Amount(x.Amount)+t.Discount != amount {
+					return nil, &zhifu.Error{Code: zhifu.ContextInconsistent, Param: "Idempotency-Key",
+						Message: "this Idempotency-Key was already used for a different transfer"}
+				}
+				return t, nil
+			}
+		}
+		t.Discount = 0
+	}
 	op := &transferOp{t: ledger.Transfer{
 		ID: p2pTransferPrefix + t.TransferID, DebitAccountID: zhifu.WalletAccountID(from.Num),
 		CreditAccountID: zhifu.WalletAccountID(to.Num), Amount: int64(amount), Ledger: identity.CNYLedger,
 		Code: zhifu.TransferP2P, UserData: memo,
-	}}
+	}, d: s.cfg.Discounter, p: campaign.Payment{Kind: zhifu.KindTransfer, Ref: id, PayerID: from.UserID,
+		PayeeID: to.UserID, Amount: amount, Now: t.CreatedAt}}
 	if err := s.runRepairing(ctx, op, &op.result, from, to); err != nil {
 		return nil, fmt.Errorf("transfer: %w", err)
 	}
+	if op.short {
+		// The budget ran short after the discount was decided: the
+		// transfer is made again without one.
+		op.d = nil
+		if err := s.runRepairing(ctx, op, &op.result, from, to); err != nil {
+			return nil, fmt.Errorf("transfer: %w", err)
+		}
+	}
+	t.Discount, t.CampaignLabel = op.g.Discount, op.g.Label
 	switch op.result {
 	case ledger.TransferOK, ledger.TransferExists:
 		return t, nil
@@ -87,22 +125,53 @@ func (s *Service) Transfer(ctx context.Context, from *identity.User, toUserID st
 	return nil, fmt.Errorf("transfer %s: ledger refused: %s", t.TransferID, op.result)
 }
 
-// transferOp submits one plain transfer and keeps its result.
+// transferOp submits one transfer and keeps its result; with a
+// discounter, a campaign's discount pays part of it, linked before the
+// sender's part.
 type transferOp struct {
 	t      ledger.Transfer
+	d      campaign.Discounter
+	p      campaign.Payment
 	result ledger.TransferResult
+
+	g     campaign.Grant
+	short bool // the budget could not pay the discount; nothing moved
 }
 
 // Keys is empty: the ledger orders concurrent transfers on the same
 // wallets itself.
 func (o *transferOp) Keys() []string { return nil }
 
-func (o *transferOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
-	o.result = ledger.TransferOK
-	return []ledger.Transfer{o.t}, nil
+func (o *transferOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
+	o.result, o.g, o.short = ledger.TransferOK, campaign.Grant{}, false
+	if o.d == nil {
+		return []ledger.Transfer{o.t}, nil
+	}
+	g, err := o.d.Offer(ctx, tx, o.p)
+	if err != nil || g.Discount <= 0 {
+		return []ledger.Transfer{o.t}, err
+	}
+	o.g = g
+	pay := o.t
+	pay.Amount -= int64(g.Discount)
+	return []ledger.Transfer{campaign.DiscountTransfer(g, o.p.Ref, o.t.CreditAccountID, o.t.Ledger), pay}, nil
 }
 
-func (o *transferOp) Finish(_ context.Context, _ ledger.Tx, results []ledger.TransferResult) error {
-	o.result = results[0]
+func (o *transferOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.TransferResult) error {
+	o.result = results[len(results)-1]
+	if o.g.Discount <= 0 {
+		return nil
+	}
+	ok := results[0] == ledger.TransferOK && results[1] == ledger.TransferOK
+	if err := o.d.Settle(ctx, tx, o.p, o.g, ok); err != nil {
+		return err
+	}
+	if !ok {
+		o.short = results[0] == ledger.TransferExceedsCredits
+		if results[0] != ledger.TransferLinkedEventFailed {
+			o.result = results[0]
+		}
+		o.g = campaign.Grant{}
+	}
 	return nil
 }

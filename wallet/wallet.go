@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+	"zhifu/campaign"
 
 	"zhifu"
 	"zhifu/identity"
@@ -21,6 +22,8 @@ type Config struct {
 	Clock    zhifu.Clock
 	Logger   *slog.Logger
 	Identity *identity.Service
+	// Discounter gives transfers the campaigns' discounts; nil for none.
+	Discounter campaign.Discounter
 }
 
 // Service moves and reports users' money.

@@ -52,13 +52,13 @@ func (m *Main) startServices() error {
 	m.Identity = identity.New(identity.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Egress: m.egress})
 	m.Approvals = approval.New(approval.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger})
-	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
-		Identity: m.Identity})
-	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
-		Identity: m.Identity, Egress: m.egress})
 	if err := m.newCampaigns(); err != nil {
 		return err
 	}
+	m.Wallet = wallet.New(wallet.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Identity: m.Identity, Discounter: m.Campaigns})
+	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Identity: m.Identity, Egress: m.egress})
 	if err := m.newChannels(checkout.NewSettler(m.Trades)); err != nil {
 		return err
 	}
