@@ -2,6 +2,7 @@ package http
 
 import (
 	"zhifu/approval"
+	"zhifu/billpay"
 	"zhifu/channel"
 	"zhifu/checkout"
 	"zhifu/gateway"
@@ -27,4 +28,6 @@ type Services struct {
 	Approvals *approval.Service
 	// Recon is reconciliation, its review items and custody.
 	Recon *recon.Service
+	// BillPay pays billers (bill payments and the billers' list).
+	BillPay *billpay.Service
 }

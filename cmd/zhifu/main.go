@@ -28,6 +28,8 @@ import (
 	"zhifu"
 	"zhifu/approval"
 	"zhifu/banksim"
+	"zhifu/billpay"
+	"zhifu/campaign"
 	"zhifu/channel"
 	"zhifu/checkout"
 	"zhifu/egress"
@@ -220,6 +222,12 @@ type Main struct {
 	Channels  *channel.Service
 	// Recon is reconciliation, its review items and custody.
 	Recon *recon.Service
+	// BillPay pays billers from wallets.
+	BillPay *billpay.Service
+	// Discounter decides the campaign discounts of the payments that ask
+	// (card repayments, bill payments); nil when Run starts means
+	// campaign.None{}. Set it before Run to plug a campaign engine in.
+	Discounter campaign.Discounter
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -331,7 +339,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals,
-			Recon: m.Recon},
+			Recon: m.Recon, BillPay: m.BillPay},
 		Admission:   m.edge.config,
 		ConnsMax:    m.edge.connsMax,
 		Idempotency: m.keeper,

@@ -20,6 +20,8 @@ import (
 
 	"zhifu/approval"
 	"zhifu/banksim"
+	"zhifu/billpay"
+	"zhifu/campaign"
 	"zhifu/channel"
 	"zhifu/checkout"
 	"zhifu/egress"
@@ -56,9 +58,14 @@ func (m *Main) startServices() error {
 		Identity: m.Identity})
 	m.Trades = trade.New(trade.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Egress: m.egress})
+	if m.Discounter == nil {
+		m.Discounter = campaign.None{}
+	}
 	if err := m.newChannels(checkout.NewSettler(m.Trades)); err != nil {
 		return err
 	}
+	m.BillPay = billpay.New(billpay.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Identity: m.Identity, Wallet: m.Wallet, Discounter: m.Discounter})
 	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels})
 	if err := m.newRecon(); err != nil {
 		return err
@@ -167,7 +174,7 @@ func (m *Main) newChannels(settler channel.TradeSettler) error {
 	}
 	cfg := channel.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet, Settler: settler, BanksURL: m.banksURL, Secrets: m.bankSecrets,
-		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def}
+		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def, Discounter: m.Discounter}
 	if sim := m.Banks; sim != nil {
 		cfg.Books = func(bank string) (channel.BankBooks, error) {
 			b, err := sim.Books(bank)
