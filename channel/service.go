@@ -168,7 +168,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Service is the platform's side of its banks: cards, top-ups,
+// Service is the platform's side of its banks: cards, top-ups, card repayments,
 // withdrawals, card payments of trades, and each bank's health.
 type Service struct {
 	cfg      Config
