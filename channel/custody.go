@@ -20,7 +20,8 @@ type BankCustody struct {
 	Violations        []string
 }
 
-// sums are the platform's bank transactions by bank, kind and whether
+// sums are the platform's bank transactions by bank, kind (every payout
+// counted as KindWithdrawal) and whether
 // they are done (SUCCESS) or may be at the bank without the platform
 // knowing the outcome yet (PROCESSING, or requeued after an attempt).
 type sums map[string]map[Kind]struct{ done, open zhifu.Amount }
@@ -43,13 +44,17 @@ func (s *Service) sums(ctx context.Context) (sums, error) {
 		if out[bank] == nil {
 			out[bank] = make(map[Kind]struct{ done, open zhifu.Amount })
 		}
-		v := out[bank][Kind(kind)]
+		k := Kind(kind)
+		if k.Payout() {
+			k = KindWithdrawal // a card repayment is a payout like any other
+		}
+		v := out[bank][k]
 		if Status(status) == StatusSuccess {
 			v.done += zhifu.Amount(amount)
 		} else {
 			v.open += zhifu.Amount(amount)
 		}
-		out[bank][Kind(kind)] = v
+		out[bank][k] = v
 	}
 	return out, rows.Err()
 }

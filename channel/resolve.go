@@ -25,8 +25,9 @@ import (
 //     other means meanwhile, closed, paid by a second debit), queues a
 //     refund payout of the card part back to the card it came from.
 //   - A top-up that failed releases the hold; nothing was credited.
-//   - A withdrawal paid moves the frozen money to the settlement account;
-//     one that failed returns it to the wallet.
+//   - A payout (withdrawal, card repayment) paid moves the frozen money to
+//     the settlement account; one that failed returns it to the wallet,
+//     and a card repayment's discount to its campaign's budget.
 type resolveOp struct {
 	svc     *Service
 	txnID   string
@@ -103,9 +104,14 @@ func (o *resolveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfe
 			trs = append(trs, s.transfer(releaseID(t.TxnID), frozen, wallet, t.HoldAmount, zhifu.TransferPayment))
 		}
 	case next == StatusSuccess:
-		trs = append(trs, s.transfer(wdPaidID(t.TxnID), frozen, settlement, t.Amount, zhifu.TransferWithdraw))
+		trs = append(trs, s.transfer(wdPaidID(t.TxnID), frozen, settlement, t.Amount, payoutKindOf(t.Kind).code))
 	default:
-		trs = append(trs, s.transfer(wdBackID(t.TxnID), frozen, wallet, t.Amount, zhifu.TransferWithdraw))
+		trs = append(trs, s.transfer(wdBackID(t.TxnID), frozen, wallet, t.PayerAmount(), payoutKindOf(t.Kind).code))
+		if t.Discount > 0 {
+			back := s.transfer(discBackID(t.TxnID), frozen, t.BudgetAccount, t.Discount, zhifu.TransferDiscount)
+			back.UserData = t.CampaignID
+			trs = append(trs, back)
+		}
 	}
 	return trs, err
 }

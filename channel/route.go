@@ -268,6 +268,8 @@ func (s *Service) Waiting(t *BankTxn) (state, advice string, ok bool) {
 	switch {
 	case t.Kind == KindWithdrawal:
 		what, now = "this withdrawal", ""
+	case t.Kind == KindCardRepayment:
+		what, now = "this card repayment", ""
 	case t.TradeNo != "":
 		what, now = "this card payment", " To pay now, use another card or your balance."
 	}

@@ -36,7 +36,17 @@ type BankTxn struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	SettledAt  time.Time
+	// A card repayment's discount: paid from the campaign's budget account
+	// into the frozen money, so the payer paid Amount − Discount and the
+	// bank is paid Amount; a failed payout returns it to BudgetAccount.
+	CampaignID    string
+	CampaignLabel string
+	Discount      zhifu.Amount
+	BudgetAccount int64
 }
+
+// PayerAmount is what left the payer's wallet.
+func (t *BankTxn) PayerAmount() zhifu.Amount { return t.Amount - t.Discount }
 
 func (t *BankTxn) rules() Txn {
 	return Txn{Kind: t.Kind, Method: t.Method, Status: t.Status, Stage: t.Stage, Attempts: t.Attempts,
@@ -45,22 +55,24 @@ func (t *BankTxn) rules() Txn {
 
 const txnColumns = `seq, txn_id, kind, method, user_id, bank, card_id, card_token, amount, hold_amount,
 	trade_no, source_txn, status, stage, attempts, next_at, deadline, reason, bank_txn_id, resolved_by,
-	created_at, updated_at, settled_at`
+	created_at, updated_at, settled_at, campaign_id, campaign_label, discount, budget_account`
 
 // scanTxn reads txnColumns. Numbers go through plain int64 so both
 // drivers take them the same way.
 func scanTxn(row ledger.Row) (*BankTxn, error) {
 	var t BankTxn
 	var kind, status, stage string
-	var amount, hold, attempts, next, deadline, created, updated, settled int64
+	var amount, hold, attempts, next, deadline, created, updated, settled, discount int64
 	err := row.Scan(&t.Seq, &t.TxnID, &kind, &t.Method, &t.UserID, &t.Bank, &t.CardID, &t.CardToken,
 		&amount, &hold, &t.TradeNo, &t.SourceTxn, &status, &stage, &attempts, &next, &deadline,
-		&t.Reason, &t.BankTxnID, &t.ResolvedBy, &created, &updated, &settled)
+		&t.Reason, &t.BankTxnID, &t.ResolvedBy, &created, &updated, &settled,
+		&t.CampaignID, &t.CampaignLabel, &discount, &t.BudgetAccount)
 	if err != nil {
 		return nil, err
 	}
 	t.Kind, t.Status, t.Stage = Kind(kind), Status(status), Stage(stage)
 	t.Amount, t.HoldAmount, t.Attempts = zhifu.Amount(amount), zhifu.Amount(hold), int(attempts)
+	t.Discount = zhifu.Amount(discount)
 	t.NextAt, t.Deadline = fromNanos(next), fromNanos(deadline)
 	t.CreatedAt, t.UpdatedAt, t.SettledAt = fromNanos(created), fromNanos(updated), fromNanos(settled)
 	return &t, nil
@@ -108,12 +120,13 @@ func queryTxns(ctx context.Context, q ledger.Querier, query string, args ...any)
 func insertTxn(ctx context.Context, q ledger.Querier, t *BankTxn) error {
 	n, err := q.Exec(ctx, `INSERT INTO bank_txns (txn_id, kind, method, user_id, bank, card_id, card_token,
 		amount, hold_amount, trade_no, source_txn, status, stage, attempts, next_at, deadline, reason,
-		bank_txn_id, resolved_by, created_at, updated_at, settled_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		bank_txn_id, resolved_by, created_at, updated_at, settled_at, campaign_id, campaign_label, discount,
+		budget_account)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		t.TxnID, string(t.Kind), t.Method, t.UserID, t.Bank, t.CardID, t.CardToken, int64(t.Amount),
 		int64(t.HoldAmount), t.TradeNo, t.SourceTxn, string(t.Status), string(t.Stage), int64(t.Attempts),
 		nanos(t.NextAt), nanos(t.Deadline), t.Reason, t.BankTxnID, t.ResolvedBy, nanos(t.CreatedAt),
-		nanos(t.UpdatedAt), nanos(t.SettledAt))
+		nanos(t.UpdatedAt), nanos(t.SettledAt), t.CampaignID, t.CampaignLabel, int64(t.Discount), t.BudgetAccount)
 	if err != nil {
 		return fmt.Errorf("channel: insert %s: %w", t.TxnID, err)
 	}

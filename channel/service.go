@@ -14,6 +14,7 @@ import (
 
 	"zhifu"
 	"zhifu/bankapi"
+	"zhifu/campaign"
 	"zhifu/identity"
 	"zhifu/ledger"
 	"zhifu/wallet"
@@ -78,6 +79,9 @@ type Config struct {
 	// succeeds (package checkout's); without one, a top-up that carries a
 	// trade's payment cannot be resolved.
 	Settler TradeSettler
+	// Discounter decides the campaign discounts of card repayments; nil
+	// means campaign.None{}, no discounts.
+	Discounter campaign.Discounter
 
 	// Banks are the banks' adapters, by name (of zhifu.Banks). When nil,
 	// every bank with a secret in Secrets is reached over bankapi at
@@ -129,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Discounter == nil {
+		c.Discounter = campaign.None{}
+	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = CallTimeoutDefault
 	}
@@ -161,7 +168,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Service is the platform's side of its banks: cards, top-ups,
+// Service is the platform's side of its banks: cards, top-ups, card repayments,
 // withdrawals, card payments of trades, and each bank's health.
 type Service struct {
 	cfg      Config

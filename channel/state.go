@@ -21,7 +21,19 @@ const (
 	KindTopup Kind = "topup"
 	// KindWithdrawal pays the user's frozen money out to a card.
 	KindWithdrawal Kind = "withdrawal"
+	// KindCardRepayment pays the user's frozen money to the bank that
+	// issued a credit card, as the card's repayment: a payout like a
+	// withdrawal, whose ledger transfers say it was a repayment.
+	KindCardRepayment Kind = "card_repayment"
 )
+
+// Payout reports whether k pays money out to a card (a credit at the
+// bank): a withdrawal or a card repayment. Both go through the same queue,
+// pace and rules.
+func (k Kind) Payout() bool { return k == KindWithdrawal || k == KindCardRepayment }
+
+// PayoutKinds are the kinds that pay out, in a fixed order.
+var PayoutKinds = []Kind{KindWithdrawal, KindCardRepayment}
 
 // Methods of a bank transaction.
 const (
@@ -64,16 +76,22 @@ type transition struct {
 // queued withdrawal may be decided directly: a payout requeued after a
 // refusal may already have reached the bank through an earlier attempt,
 // and the bank's word is final.
-var transitions = map[transition]Status{
-	{KindTopup, StatusProcessing, Succeed}:      StatusSuccess,
-	{KindTopup, StatusProcessing, Fail}:         StatusFailed,
-	{KindWithdrawal, StatusQueued, Claim}:       StatusProcessing,
-	{KindWithdrawal, StatusProcessing, Requeue}: StatusQueued,
-	{KindWithdrawal, StatusProcessing, Succeed}: StatusSuccess,
-	{KindWithdrawal, StatusProcessing, Fail}:    StatusFailed,
-	{KindWithdrawal, StatusQueued, Succeed}:     StatusSuccess,
-	{KindWithdrawal, StatusQueued, Fail}:        StatusFailed,
-}
+// Every payout kind follows the same rows as a withdrawal.
+var transitions = func() map[transition]Status {
+	t := map[transition]Status{
+		{KindTopup, StatusProcessing, Succeed}: StatusSuccess,
+		{KindTopup, StatusProcessing, Fail}:    StatusFailed,
+	}
+	for _, k := range PayoutKinds {
+		t[transition{k, StatusQueued, Claim}] = StatusProcessing
+		t[transition{k, StatusProcessing, Requeue}] = StatusQueued
+		t[transition{k, StatusProcessing, Succeed}] = StatusSuccess
+		t[transition{k, StatusProcessing, Fail}] = StatusFailed
+		t[transition{k, StatusQueued, Succeed}] = StatusSuccess
+		t[transition{k, StatusQueued, Fail}] = StatusFailed
+	}
+	return t
+}()
 
 // Next returns the status after ev, or false when the table forbids it.
 func Next(kind Kind, from Status, ev Event) (Status, bool) {
@@ -262,7 +280,7 @@ func AfterCall(t Txn, a Answer, now time.Time, p Policy) Step {
 	if a.Kind == Rejected && t.Stage == StageSend {
 		return Step{Resolve: Fail, Reason: ReasonRejected + ":" + a.Reason, Attempts: attempts}
 	}
-	if a.Kind == Refused && t.Stage == StageSend && t.Kind == KindWithdrawal {
+	if a.Kind == Refused && t.Stage == StageSend && t.Kind.Payout() {
 		// Untouched by the bank: back in line, so the queue, not this
 		// row, waits for the bank to recover.
 		return Step{Requeue: true, Attempts: attempts}

@@ -313,3 +313,34 @@ func TestBreakerOpensOnARunOfFailures(t *testing.T) {
 		t.Fatalf("scattered failures opened the breaker")
 	}
 }
+
+// A card repayment is a payout: it moves exactly as a withdrawal does, and
+// a bank that refuses it untouched puts it back in the queue.
+func TestCardRepaymentIsAPayout(t *testing.T) {
+	if !KindCardRepayment.Payout() || !KindWithdrawal.Payout() || KindTopup.Payout() {
+		t.Fatal("Payout() misclassifies a kind")
+	}
+	for _, from := range []Status{StatusQueued, StatusProcessing, StatusSuccess, StatusFailed} {
+		for _, ev := range []Event{Claim, Requeue, Succeed, Fail} {
+			w, wok := Next(KindWithdrawal, from, ev)
+			r, rok := Next(KindCardRepayment, from, ev)
+			if w != r || wok != rok {
+				t.Errorf("%s on %s: withdrawal %q %v, card repayment %q %v", ev, from, w, wok, r, rok)
+			}
+		}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	txn := Txn{Kind: KindCardRepayment, Method: MethodPayout, Status: StatusProcessing, Stage: StageSend,
+		Amount: 100, Deadline: now.Add(time.Hour)}
+	if st := AfterCall(txn, Answer{Kind: Refused, Reason: bankapi.CodeSystemBusy}, now, DefaultPolicy); !st.Requeue {
+		t.Errorf("refused repayment: %+v, want requeued", st)
+	}
+	if k := payoutKindOf(KindCardRepayment); k.code == payoutKindOf(KindWithdrawal).code || k.prefix == "WD" {
+		t.Errorf("card repayment shares the withdrawal's code or ids: %+v", k)
+	}
+	bt := &BankTxn{TxnID: "CR1", Kind: KindCardRepayment, Bank: "ICBC", Amount: 100}
+	if !sameTxn(bt, bankapi.Transaction{RequestID: "CR1", Bank: "ICBC", Kind: bankapi.KindCredit, Amount: 100}) ||
+		!lineMatches(bt, bankapi.StatementLine{Kind: bankapi.KindCredit, Amount: 100}) {
+		t.Error("a card repayment is not matched to the bank's credit")
+	}
+}

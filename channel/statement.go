@@ -172,7 +172,7 @@ func statementDays(first, now time.Time) []string {
 // lineMatches reports whether a statement line is t's.
 func lineMatches(t *BankTxn, l bankapi.StatementLine) bool {
 	kind := bankapi.KindDebit
-	if t.Kind == KindWithdrawal {
+	if t.Kind.Payout() {
 		kind = bankapi.KindCredit
 	}
 	return l.Kind == kind && l.Amount == int64(t.Amount)

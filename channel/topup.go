@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/campaign"
 	"zhifu/idempotency"
 	"zhifu/identity"
 	"zhifu/ledger"
@@ -340,6 +341,9 @@ func releaseID(id string) string { return "tp:" + id + ":release" }
 func wdHoldID(id string) string  { return "wd:" + id + ":hold" }
 func wdPaidID(id string) string  { return "wd:" + id + ":paid" }
 func wdBackID(id string) string  { return "wd:" + id + ":return" }
+
+// discBackID returns a failed card repayment's discount to its budget.
+func discBackID(id string) string { return campaign.DiscountTransferID(id) + ":return" }
 
 // refundIDOf is the refund payout of top-up id: "WR" and id's digits.
 func refundIDOf(topupID string) string { return "WR" + topupID[2:] }

@@ -398,7 +398,7 @@ func (s *Service) request(b *bank, t *BankTxn) bankapi.TxnRequest {
 // sameTxn reports whether the bank's transaction is t.
 func sameTxn(t *BankTxn, txn bankapi.Transaction) bool {
 	kind := bankapi.KindDebit
-	if t.Kind == KindWithdrawal {
+	if t.Kind.Payout() {
 		kind = bankapi.KindCredit
 	}
 	return txn.RequestID == t.TxnID && txn.Bank == t.Bank && txn.Kind == kind && txn.Amount == int64(t.Amount)

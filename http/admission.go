@@ -129,6 +129,13 @@ var routeClasses = map[string]routeAdmission{
 	"POST /v1/channels/{bank}/callback":   pay.by(callerNone).opened(),
 	"GET /v1/channels/{bank}/return":      query.by(callerAddr),
 
+	"POST /v1/card-repayments":               pay,
+	"GET /v1/card-repayments/{repayment_id}": query,
+	"POST /v1/bill-payments":                 pay,
+	"GET /v1/bill-payments/{payment_id}":     query,
+	"GET /v1/billers":                        query,
+	"POST /v1/admin/billers":                 change.opened(),
+
 	"GET /gateway.do":                    pay.by(callerNone),
 	"POST /gateway.do":                   pay.by(callerNone),
 	"GET /v1/bills/download":             bulk.by(callerAddr),

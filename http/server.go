@@ -180,6 +180,7 @@ func (s *Server) routes() *nethttp.ServeMux {
 	if s.svc.Channels != nil {
 		s.channelRoutes(mux)
 	}
+	s.paymentRoutes(mux)
 	s.reconRoutes(mux)
 	s.campaignRoutes(mux)
 	if s.svc.Gateway != nil {

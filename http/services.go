@@ -2,6 +2,7 @@ package http
 
 import (
 	"zhifu/approval"
+	"zhifu/billpay"
 	"zhifu/campaign"
 	"zhifu/channel"
 	"zhifu/checkout"
@@ -30,4 +31,6 @@ type Services struct {
 	Recon *recon.Service
 	// Campaigns are the marketing campaigns; they need Approvals.
 	Campaigns *campaign.Service
+	// BillPay pays billers (bill payments and the billers' list).
+	BillPay *billpay.Service
 }

@@ -136,7 +136,7 @@ func effect(kind string, amount int64) int64 {
 
 // lineKind is the statement's kind of a transaction of the platform's.
 func lineKind(k channel.Kind) string {
-	if k == channel.KindWithdrawal {
+	if k.Payout() {
 		return bankapi.KindCredit
 	}
 	return bankapi.KindDebit

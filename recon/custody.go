@@ -192,7 +192,7 @@ func (s *Service) BooksAdjustments(ctx context.Context) (map[string]channel.Book
 			return nil, fmt.Errorf("recon: books adjustments: %w", err)
 		}
 		a := out[bank]
-		if kind == string(channel.KindWithdrawal) {
+		if channel.Kind(kind).Payout() {
 			a.Credited += zhifu.Amount(sum)
 		} else {
 			a.Debited += zhifu.Amount(sum)

@@ -275,7 +275,7 @@ func (a *applier) act(ctx context.Context, run *Run, f Finding, t *channel.BankT
 			})
 		}
 		what := "credited the top-up from the statement"
-		if t.Kind == channel.KindWithdrawal {
+		if t.Kind.Payout() {
 			what = "marked the payout paid from the statement"
 		}
 		op := &itemOp{it: s.newItem(run, f, t, Repaired, what), sub: st, closeOverdue: true}
@@ -323,7 +323,7 @@ func (a *applier) act(ctx context.Context, run *Run, f Finding, t *channel.BankT
 	case DoReview:
 		it := s.newItem(run, f, t, Open, "")
 		it.Books = f.Suspense
-		if it.Kind == string(channel.KindWithdrawal) {
+		if channel.Kind(it.Kind).Payout() {
 			it.Books = -f.Suspense
 		}
 		op := &itemOp{it: it, closeOverdue: t != nil}

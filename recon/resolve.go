@@ -44,7 +44,7 @@ func Allowed(it *Item, t *channel.BankTxn) []string {
 	if t != nil && !t.Status.Final() && it.Suspense == 0 {
 		// An overdue transaction (or a line that named another amount
 		// and failed): the operator decides it.
-		if t.Kind == channel.KindWithdrawal {
+		if t.Kind.Payout() {
 			return []string{CreditUser, ReturnToCard}
 		}
 		if hasCard {

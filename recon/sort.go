@@ -329,7 +329,7 @@ func lineOrder(a, b *Line) int {
 var (
 	lineKinds    = [...]string{bankapi.KindDebit, bankapi.KindCredit}
 	lineStatuses = [...]string{bankapi.StatusSuccess, bankapi.StatusFailed}
-	recKinds     = [...]channel.Kind{channel.KindTopup, channel.KindWithdrawal}
+	recKinds     = [...]channel.Kind{channel.KindTopup, channel.KindWithdrawal, channel.KindCardRepayment}
 	recStatuses  = [...]channel.Status{channel.StatusSuccess, channel.StatusFailed, channel.StatusProcessing, channel.StatusQueued}
 )
 

@@ -38,6 +38,10 @@ var accountTypes = map[uint16]string{
 	zhifu.TransferTopup:    "充值",
 	zhifu.TransferWithdraw: "提现",
 	zhifu.TransferDiscount: "优惠",
+
+	zhifu.TransferCardRepayment: "信用卡还款",
+	zhifu.TransferBillPayment:   "生活缴费",
+	zhifu.TransferCampaign:      "营销活动预算",
 }
 
 // platformAccounts name the platform's own accounts as a counterparty.

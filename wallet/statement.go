@@ -22,7 +22,7 @@ const (
 type Entry struct {
 	EntryID    string       // the ledger's sequence number; what starting_after takes
 	TransferID string       // the ledger transfer's id
-	Type       string       // deposit, payment, settle, refund, transfer, topup, withdrawal, discount
+	Type       string       // deposit, payment, settle, refund, transfer, topup, withdrawal, discount, card_repayment, bill_payment, campaign_budget
 	Amount     zhifu.Amount // signed: money in is positive, money out negative
 	Balance    zhifu.Amount // the wallet's posted balance after this entry
 	Memo       string
@@ -46,6 +46,10 @@ var entryTypes = map[uint16]string{
 	zhifu.TransferTopup:    "topup",
 	zhifu.TransferWithdraw: "withdrawal",
 	zhifu.TransferDiscount: "discount",
+
+	zhifu.TransferCardRepayment: "card_repayment",
+	zhifu.TransferBillPayment:   "bill_payment",
+	zhifu.TransferCampaign:      "campaign_budget",
 }
 
 // Statement lists the entries of the user's wallet, newest first: limit of

@@ -29,6 +29,7 @@ import (
 	"zhifu"
 	"zhifu/approval"
 	"zhifu/banksim"
+	"zhifu/billpay"
 	"zhifu/channel"
 	"zhifu/checkout"
 	"zhifu/egress"
@@ -228,6 +229,8 @@ type Main struct {
 	Recon *recon.Service
 	// Campaigns are the marketing campaigns and their discounts.
 	Campaigns *campaign.Service
+	// BillPay pays billers from wallets.
+	BillPay *billpay.Service
 	// Banks is the in-process bank simulator (nil with --banks-url), so
 	// tests can change its scenarios and read its books.
 	Banks *banksim.Sim
@@ -339,7 +342,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Services: zhttp.Services{Identity: m.Identity, Wallet: m.Wallet, Trades: m.Trades,
 			Checkout: m.Checkout, Gateway: m.Gateway, Channels: m.Channels, Approvals: m.Approvals,
-			Recon: m.Recon, Campaigns: m.Campaigns},
+			Recon: m.Recon, Campaigns: m.Campaigns, BillPay: m.BillPay},
 		Admission:   m.edge.config,
 		ConnsMax:    m.edge.connsMax,
 		Idempotency: m.keeper,

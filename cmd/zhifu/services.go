@@ -20,6 +20,7 @@ import (
 
 	"zhifu/approval"
 	"zhifu/banksim"
+	"zhifu/billpay"
 	"zhifu/channel"
 	"zhifu/checkout"
 	"zhifu/egress"
@@ -64,6 +65,8 @@ func (m *Main) startServices() error {
 	}
 	m.Checkout = checkout.New(checkout.Config{Trades: m.Trades, Wallet: m.Wallet, Channels: m.Channels,
 		Discounter: m.Campaigns})
+	m.BillPay = billpay.New(billpay.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
+		Identity: m.Identity, Wallet: m.Wallet, Discounter: m.Campaigns})
 	if err := m.newRecon(); err != nil {
 		return err
 	}
@@ -173,7 +176,7 @@ func (m *Main) newChannels(settler channel.TradeSettler) error {
 	}
 	cfg := channel.Config{Store: m.store, Batcher: m.batcher, Clock: m.Clock, Logger: m.Logger,
 		Identity: m.Identity, Wallet: m.Wallet, Settler: settler, BanksURL: m.banksURL, Secrets: m.bankSecrets,
-		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def}
+		PublicURL: m.PublicURL, Capacity: per, CapacityDefault: def, Discounter: m.Campaigns}
 	if sim := m.Banks; sim != nil {
 		cfg.Books = func(bank string) (channel.BankBooks, error) {
 			b, err := sim.Books(bank)
