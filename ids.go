@@ -151,4 +151,7 @@ const (
 	// TransferCampaign funds a campaign's budget from own funds at approval
 	// and returns what is left when it ends.
 	TransferCampaign uint16 = 12
+	// TransferCapital records the platform's own money arriving at a bank:
+	// bank settlement → own funds.
+	TransferCapital uint16 = 13
 )

@@ -46,7 +46,9 @@ func newFixture(t *testing.T, open func() ledger.Store, payers int, each int64) 
 	t.Cleanup(b.Close)
 	accts := []ledger.Account{{ID: zhifu.OwnFundsAccountID, Ledger: cny, Code: zhifu.AccountOwnFunds},
 		{ID: payee, Ledger: cny, Code: zhifu.AccountWallet}, {ID: 901, Ledger: cny, Code: zhifu.AccountBankSettlement}}
-	var funding []ledger.Transfer
+	// The platform's capital, which budgets are funded from.
+	funding := []ledger.Transfer{{ID: "capital", DebitAccountID: 901, CreditAccountID: zhifu.OwnFundsAccountID,
+		Amount: 10_000_000, Ledger: cny, Code: zhifu.TransferCapital}}
 	for i := 1; i <= payers; i++ {
 		id := zhifu.WalletAccountID(int64(i))
 		accts = append(accts, ledger.Account{ID: id, Ledger: cny, Code: zhifu.AccountWallet,
@@ -57,10 +59,8 @@ func newFixture(t *testing.T, open func() ledger.Store, payers int, each int64) 
 	if _, err := ledger.CreateAccounts(context.Background(), st, accts); err != nil {
 		t.Fatal(err)
 	}
-	if len(funding) > 0 {
-		if _, err := ledger.Commit(context.Background(), st, [][]ledger.Transfer{funding}, 1); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := ledger.Commit(context.Background(), st, [][]ledger.Transfer{funding}, 1); err != nil {
+		t.Fatal(err)
 	}
 	ap := approval.New(approval.Config{Store: st, Batcher: b, Clock: clock})
 	svc := campaign.New(campaign.Config{Store: st, Batcher: b, Approvals: ap, Clock: clock, LedgerID: cny,
@@ -468,4 +468,27 @@ func audit(t *testing.T, st ledger.Store) {
 	if total != 0 {
 		t.Fatalf("ledger does not balance: %d", total)
 	}
+}
+
+// TestFundingNeedsOwnFunds: a budget the platform's own funds do not hold
+// cannot be approved; the approval stays pending and nothing moves.
+func TestFundingNeedsOwnFunds(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, open func() ledger.Store) {
+		f := newFixture(t, open, 0, 0)
+		ctx := context.Background()
+		sp := spec()
+		sp.Budget, sp.PlanPerHour = 100_000_01, 100_00 // a fen more than the capital
+		c, p, err := f.svc.Create(ctx, alice, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.ap.Approve(ctx, p.ID, bob)
+		wantCode(t, err, zhifu.BalanceNotEnough, "budget")
+		if got, _ := f.ap.Get(ctx, p.ID); got.State != approval.Pending {
+			t.Fatalf("approval %s after the refusal", got.State)
+		}
+		if f.balance(t, c.BudgetAccount) != 0 || f.balance(t, zhifu.OwnFundsAccountID) != 10_000_000 {
+			t.Fatal("money moved on a refused approval")
+		}
+	})
 }

@@ -318,6 +318,7 @@ type changeOp struct {
 	// from the campaign as changed; tx lets it read the budget's balance.
 	transfers func(ctx context.Context, tx ledger.Tx, c *Campaign) ([]ledger.Transfer, error)
 	after     func(ctx context.Context, q ledger.Querier, c *Campaign) error
+	keys      []string // more than the campaign's own
 
 	old, c  *Campaign
 	refusal error
@@ -325,7 +326,7 @@ type changeOp struct {
 	p       approval.Proposal
 }
 
-func (o *changeOp) Keys() []string { return []string{"campaign:" + o.id} }
+func (o *changeOp) Keys() []string { return append([]string{"campaign:" + o.id}, o.keys...) }
 
 // Applied says whether the change was made (ledger.Applier).
 func (o *changeOp) Applied() bool { return o.refusal == nil }
@@ -356,6 +357,10 @@ func (o *changeOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer
 		return nil, nil
 	}
 	o.moved, err = o.transfers(ctx, tx, &c)
+	if _, ok := err.(*zhifu.Error); ok {
+		o.refusal, o.moved = err, nil
+		return nil, nil
+	}
 	return o.moved, err
 }
 
@@ -464,7 +469,10 @@ func (k launchKind) Carry(p approval.Proposal) (ledger.Op, error) {
 		c.Status, c.StatusReason, c.LiveAt, c.WidenedAt, c.StoppedAt = Scheduled, "", time.Time{}, time.Time{}, time.Time{}
 		return nil
 	}
-	op.transfers = func(ctx context.Context, _ ledger.Tx, c *Campaign) ([]ledger.Transfer, error) {
+	// One launch a batch spends own funds, so that two launches cannot both
+	// count on the same money.
+	op.keys = []string{"campaign-funding"}
+	op.transfers = func(ctx context.Context, tx ledger.Tx, c *Campaign) ([]ledger.Transfer, error) {
 		need := c.Budget - c.Funded
 		if need <= 0 {
 			return nil, nil
@@ -476,6 +484,22 @@ func (k launchKind) Carry(p approval.Proposal) (ledger.Op, error) {
 				return nil, err
 			}
 			from = w
+		}
+		// A budget is real money: the platform's own funds must hold it
+		// (a merchant's wallet cannot go below zero by itself).
+		if from == zhifu.OwnFundsAccountID {
+			accts, err := tx.LockAccounts(ctx, []int64{from})
+			if err != nil {
+				return nil, err
+			}
+			if len(accts) == 0 || zhifu.Amount(accts[0].Balance()) < need {
+				have := zhifu.Amount(0)
+				if len(accts) > 0 {
+					have = zhifu.Amount(accts[0].Balance())
+				}
+				return nil, &zhifu.Error{Code: zhifu.BalanceNotEnough, Param: "budget",
+					Message: fmt.Sprintf("own funds of %s do not cover the budget's %s; record the platform's capital at a bank first", have, need)}
+			}
 		}
 		c.Funded = c.Budget
 		return []ledger.Transfer{{ID: fmt.Sprintf("cfund:%s:%d", c.CampaignID, c.Version), DebitAccountID: from,

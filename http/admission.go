@@ -97,6 +97,7 @@ var routeClasses = map[string]routeAdmission{
 
 	"GET /v1/wallet":          query,
 	"POST /v1/admin/deposits": change.opened(),
+	"POST /v1/admin/capital":  change.opened(),
 	"POST /v1/transfers":      change,
 	"GET /v1/statement":       query,
 

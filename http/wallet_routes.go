@@ -14,6 +14,7 @@ import (
 func (s *Server) walletRoutes(mux *nethttp.ServeMux) {
 	s.handleFunc(mux, "GET /v1/wallet", s.user(s.handleGetWallet))
 	s.handleFunc(mux, "POST /v1/admin/deposits", s.admin(s.handleCreateDeposit))
+	s.handleFunc(mux, "POST /v1/admin/capital", s.admin(s.handleAddCapital))
 	s.handleFunc(mux, "POST /v1/transfers", s.user(s.handleCreateTransfer))
 	s.handleFunc(mux, "GET /v1/statement", s.user(s.handleGetStatement))
 }
@@ -73,6 +74,29 @@ func (s *Server) handleCreateDeposit(w nethttp.ResponseWriter, r *nethttp.Reques
 	writeJSON(w, nethttp.StatusCreated, depositJSON{DepositID: d.DepositID, Status: wallet.StatusSuccess,
 		UserID: d.UserID, Amount: d.Amount.String(), Currency: zhifu.CNY, Bank: d.Bank, Reference: d.Reference,
 		CreatedAt: formatAPITime(d.CreatedAt)})
+	return nil
+}
+
+// handleAddCapital records the platform's own money arriving at a bank.
+func (s *Server) handleAddCapital(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	var req struct {
+		Amount    json.RawMessage `json:"amount"`
+		Bank      string          `json:"bank"`
+		Reference string          `json:"reference"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	amount, err := parseTransferAmount(req.Amount, false, "amount")
+	if err != nil {
+		return err
+	}
+	c, err := s.svc.Wallet.AddCapital(r.Context(), amount, req.Bank, req.Reference)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, nethttp.StatusCreated, map[string]string{"bank": c.Bank, "amount": c.Amount.String(),
+		"reference": c.Reference, "currency": string(zhifu.CNY)})
 	return nil
 }
 

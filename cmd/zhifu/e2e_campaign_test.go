@@ -66,6 +66,11 @@ func TestCampaigns(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			w := newCampaignWorld(t, backend)
 			alice, bob := w.operatorToken("alice"), w.operatorToken("bob")
+			var capital map[string]any
+			if s := w.admin("POST", "/v1/admin/capital", map[string]any{"bank": "ICBC", "amount": "50000.00",
+				"reference": "capital-1"}, &capital); s != 201 {
+				t.Fatalf("capital: %d %v", s, capital)
+			}
 			now := w.clock.Now()
 			body := map[string]any{"name": "Double 11", "template": "percent_off", "percent": "20",
 				"kinds": []string{"trade", "transfer", "card_repayment", "bill_payment"}, "max_discount": "5.00",

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"zhifu/campaign"
 
 	"zhifu"
 	"zhifu/bankapi"
@@ -30,6 +31,8 @@ type chOptions struct {
 	channels func(*channel.Config)
 	// banks adjusts the simulator's.
 	banks func(*banksim.Config)
+	// campaigns adjusts the campaign service's.
+	campaigns func(*campaign.Config)
 	// realClock runs the platform and its banks on the system clock, for
 	// the load tests that measure real latency and pace; e.clock then only
 	// signs merchant requests.
@@ -67,6 +70,7 @@ func newChannelEnv(t testing.TB, backend string, o chOptions) *chEnv {
 		}
 	}
 	tm.ConfigureBanks = o.banks
+	tm.ConfigureCampaigns = o.campaigns
 	serveTestMain(t, tm, "--data", dir, "--db", db)
 	// env's helpers need a *testing.T; a benchmark uses e.do only.
 	tt, _ := t.(*testing.T)
