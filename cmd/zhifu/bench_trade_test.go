@@ -68,10 +68,19 @@ type tradeBench struct {
 }
 
 func newTradeBench(b *testing.B, backend string) *tradeBench {
+	return newTradeBenchWith(b, backend, nil)
+}
+
+// newTradeBenchWith is newTradeBench with configure run on the main
+// before it serves.
+func newTradeBenchWith(b *testing.B, backend string, configure func(*testMain)) *tradeBench {
 	b.Helper()
 	dir := b.TempDir()
 	db := testDatabase(b, dir, backend)
 	tm := newTestMain(nil)
+	if configure != nil {
+		configure(tm)
+	}
 	// One merchant and a few dozen buyers drive the whole platform here, as
 	// no single caller may in production: the per-caller rates are off.
 	serveTestMain(b, tm, "--data", dir, "--db", db, "--rate-merchant", "0", "--rate-user", "0")
