@@ -178,15 +178,11 @@ func (o *payOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, e
 	}
 	var trs []ledger.Transfer
 	if o.discount {
-		g, err := o.svc.cfg.Discounter.Offer(ctx, tx, o.payment())
+		g, err := campaign.Ask(ctx, o.svc.cfg.Discounter, tx, o.payment())
 		if err != nil {
-			return nil, fmt.Errorf("billpay: discount of %s: %w", o.p.PaymentID, err)
+			return nil, err
 		}
 		if g.Discount > 0 {
-			if g.Discount >= o.p.Amount || g.Budget == 0 {
-				return nil, fmt.Errorf("billpay: campaign %s offers %s off %s of %s from budget %d",
-					g.CampaignID, g.Discount, o.p.Amount, o.p.PaymentID, g.Budget)
-			}
 			o.grant = g
 			o.p.Discount, o.p.CampaignID, o.p.Label = g.Discount, g.CampaignID, g.Label
 			trs = append(trs, campaign.DiscountTransfer(g, o.p.PaymentID, o.payee, o.svc.ledgerID))

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"zhifu"
@@ -65,4 +66,19 @@ type None struct{}
 func (None) Offer(context.Context, ledger.Querier, Payment) (Grant, error) { return Grant{}, nil }
 func (None) Settle(context.Context, ledger.Querier, Payment, Grant, bool) error {
 	return nil
+}
+
+// Ask asks d for payment p's discount and checks what it grants: a
+// discount must leave the payer at least a fen to pay and name its budget;
+// anything else is a fault of the discounter, not a discount.
+func Ask(ctx context.Context, d Discounter, q ledger.Querier, p Payment) (Grant, error) {
+	g, err := d.Offer(ctx, q, p)
+	if err != nil {
+		return Grant{}, fmt.Errorf("campaign: discount of %s %s: %w", p.Kind, p.Ref, err)
+	}
+	if g.Discount > 0 && (g.Discount >= p.Amount || g.Budget == 0) {
+		return Grant{}, fmt.Errorf("campaign: %s offers %s off %s of %s %s from budget %d",
+			g.CampaignID, g.Discount, p.Amount, p.Kind, p.Ref, g.Budget)
+	}
+	return g, nil
 }

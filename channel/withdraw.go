@@ -184,15 +184,11 @@ func (o *acceptOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer
 	}
 	var trs []ledger.Transfer
 	if o.discount {
-		g, err := o.svc.cfg.Discounter.Offer(ctx, tx, o.payment())
+		g, err := campaign.Ask(ctx, o.svc.cfg.Discounter, tx, o.payment())
 		if err != nil {
-			return nil, fmt.Errorf("channel: discount of %s: %w", o.t.TxnID, err)
+			return nil, err
 		}
 		if g.Discount > 0 {
-			if g.Discount >= o.t.Amount || g.Budget == 0 {
-				return nil, fmt.Errorf("channel: campaign %s offers %s off %s of %s from budget %d",
-					g.CampaignID, g.Discount, o.t.Amount, o.t.TxnID, g.Budget)
-			}
 			o.grant = g
 			o.t.CampaignID, o.t.CampaignLabel, o.t.Discount, o.t.BudgetAccount = g.CampaignID, g.Label, g.Discount, g.Budget
 			trs = append(trs, campaign.DiscountTransfer(g, o.t.TxnID, frozen, o.svc.ledgerID))

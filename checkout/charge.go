@@ -34,7 +34,7 @@ func payment(t *trade.Trade, buyerID string, now time.Time) campaign.Payment {
 }
 
 func (p pricer) Discount(ctx context.Context, q ledger.Querier, t *trade.Trade, buyerID string, now time.Time) (campaign.Grant, error) {
-	return p.d.Offer(ctx, q, payment(t, buyerID, now))
+	return campaign.Ask(ctx, p.d, q, payment(t, buyerID, now))
 }
 
 func (p pricer) Settled(ctx context.Context, q ledger.Querier, t *trade.Trade, buyerID string, now time.Time, g campaign.Grant, ok bool) error {

@@ -147,7 +147,7 @@ func (o *transferOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transf
 	if o.d == nil {
 		return []ledger.Transfer{o.t}, nil
 	}
-	g, err := o.d.Offer(ctx, tx, o.p)
+	g, err := campaign.Ask(ctx, o.d, tx, o.p)
 	if err != nil || g.Discount <= 0 {
 		return []ledger.Transfer{o.t}, err
 	}
