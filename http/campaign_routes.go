@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/approval"
 	"zhifu/campaign"
 	"zhifu/identity"
 )
@@ -225,6 +226,21 @@ func (s *Server) campaignView(r *nethttp.Request, c *campaign.Campaign) (campaig
 }
 
 func (s *Server) handleCreateCampaign(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	return s.saveCampaign(w, r, nethttp.StatusCreated, func(op *identity.Operator, sp campaign.Spec) (*campaign.Campaign, *approval.Proposal, error) {
+		return s.svc.Campaigns.Create(r.Context(), op, sp)
+	})
+}
+
+func (s *Server) handleUpdateCampaign(w nethttp.ResponseWriter, r *nethttp.Request) error {
+	return s.saveCampaign(w, r, nethttp.StatusOK, func(op *identity.Operator, sp campaign.Spec) (*campaign.Campaign, *approval.Proposal, error) {
+		return s.svc.Campaigns.Update(r.Context(), op, r.PathValue("campaign_id"), sp)
+	})
+}
+
+// saveCampaign reads a campaign's spec and saves it with save: the
+// campaign as saved, waiting for the approval it names.
+func (s *Server) saveCampaign(w nethttp.ResponseWriter, r *nethttp.Request, status int,
+	save func(*identity.Operator, campaign.Spec) (*campaign.Campaign, *approval.Proposal, error)) error {
 	var req campaignSpecJSON
 	if err := decodeJSON(r, &req); err != nil {
 		return err
@@ -233,7 +249,7 @@ func (s *Server) handleCreateCampaign(w nethttp.ResponseWriter, r *nethttp.Reque
 	if err != nil {
 		return err
 	}
-	c, p, err := s.svc.Campaigns.Create(r.Context(), identity.OperatorFrom(r.Context()), sp)
+	c, p, err := save(identity.OperatorFrom(r.Context()), sp)
 	if err != nil {
 		return err
 	}
@@ -243,29 +259,7 @@ func (s *Server) handleCreateCampaign(w nethttp.ResponseWriter, r *nethttp.Reque
 	}
 	v.ApprovalID = p.ID
 	w.Header().Set("Location", "/v1/admin/campaigns/"+c.CampaignID)
-	writeJSON(w, nethttp.StatusCreated, v)
-	return nil
-}
-
-func (s *Server) handleUpdateCampaign(w nethttp.ResponseWriter, r *nethttp.Request) error {
-	var req campaignSpecJSON
-	if err := decodeJSON(r, &req); err != nil {
-		return err
-	}
-	sp, err := req.spec()
-	if err != nil {
-		return err
-	}
-	c, p, err := s.svc.Campaigns.Update(r.Context(), identity.OperatorFrom(r.Context()), r.PathValue("campaign_id"), sp)
-	if err != nil {
-		return err
-	}
-	v, err := s.campaignView(r, c)
-	if err != nil {
-		return err
-	}
-	v.ApprovalID = p.ID
-	writeJSON(w, nethttp.StatusOK, v)
+	writeJSON(w, status, v)
 	return nil
 }
 
