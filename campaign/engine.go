@@ -18,6 +18,47 @@ type live struct {
 	c         *Campaign
 	remaining atomic.Int64 // the budget's balance at the last read, less what was offered since
 	given     stats        // this node's payments discounted by it
+	// budget holds the budget's balance as read at each refresh: what it
+	// fell by over a window is what every node spent from it.
+	budget samples
+}
+
+// samples are a budget's balances at the last refreshes, oldest first.
+type samples struct {
+	mu  sync.Mutex
+	buf []sample
+}
+
+type sample struct {
+	at      time.Time
+	balance int64
+}
+
+// samplesMax bounds the balances kept: more than a window's worth at any
+// tick the monitor allows.
+const samplesMax = 256
+
+func (s *samples) add(at time.Time, balance int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) == samplesMax {
+		s.buf = append(s.buf[:0], s.buf[1:]...)
+	}
+	s.buf = append(s.buf, sample{at, balance})
+}
+
+// spentSince is how far the balance fell from the oldest balance read at
+// or after start to the newest (a refund that returned a discount makes it
+// fall less).
+func (s *samples) spentSince(start time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range s.buf {
+		if !x.at.Before(start) {
+			return max(0, x.balance-s.buf[len(s.buf)-1].balance)
+		}
+	}
+	return 0
 }
 
 // stats counts payments per second over the last statsSeconds seconds.
@@ -114,26 +155,18 @@ func unuse(ctx context.Context, q ledger.Querier, id string, p Payment, d zhifu.
 	return nil
 }
 
-// Settle is Discounter: a discount that went through is recorded for the
-// monitor and the campaign's report; one the ledger refused gives the
-// payer's cap back.
+// Settle is Discounter: a discount the ledger refused gives the payer's
+// cap back. One that went through needs nothing more: its transfer from
+// the budget is the record (the monitor reads the budget's balance, the
+// dry run and reports the transfers).
 func (s *Service) Settle(ctx context.Context, q ledger.Querier, p Payment, g Grant, ok bool) error {
-	if g.Discount <= 0 {
+	if g.Discount <= 0 || ok {
 		return nil
 	}
-	if !ok {
-		if l := s.find(g.CampaignID); l != nil {
-			l.remaining.Add(int64(g.Discount))
-		}
-		return unuse(ctx, q, g.CampaignID, p, g.Discount)
+	if l := s.find(g.CampaignID); l != nil {
+		l.remaining.Add(int64(g.Discount))
 	}
-	_, err := q.Exec(ctx, `INSERT INTO campaign_grants (ref, campaign_id, kind, user_id, amount, discount, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Kind+":"+p.Ref, g.CampaignID, p.Kind, p.PayerID, int64(p.Amount),
-		int64(g.Discount), p.Now.UnixNano())
-	if err != nil {
-		return fmt.Errorf("campaign: grant of %s: %w", g.CampaignID, err)
-	}
-	return nil
+	return unuse(ctx, q, g.CampaignID, p, g.Discount)
 }
 
 func (s *Service) find(id string) *live {
@@ -253,11 +286,15 @@ func (s *Service) refresh(ctx context.Context) ([]*live, error) {
 			fresh := &live{c: c}
 			if l != nil {
 				fresh.given.buckets = l.given.snapshot()
+				l.budget.mu.Lock()
+				fresh.budget.buf = append([]sample(nil), l.budget.buf...)
+				l.budget.mu.Unlock()
 			}
 			l = fresh
 		}
 		l.c = c
 		l.remaining.Store(balance[c.BudgetAccount])
+		l.budget.add(now, balance[c.BudgetAccount])
 		next = append(next, l)
 	}
 	s.live.Store(&next)

@@ -56,8 +56,8 @@ func (f Figures) breach() string {
 	return ""
 }
 
-// figures reads the window's spend from every node's grants and this
-// node's counts of payments.
+// figures takes the window's spend from the budget's balance, which every
+// node's discounts lower, and this node's counts of payments.
 func (s *Service) figures(ctx context.Context, l *live, now time.Time) (Figures, error) {
 	c := l.c
 	start := now.Add(-s.cfg.Window)
@@ -65,11 +65,7 @@ func (s *Service) figures(ctx context.Context, l *live, now time.Time) (Figures,
 		start = c.LiveAt
 	}
 	window := max(now.Sub(start), time.Second)
-	var spend int64
-	if err := s.cfg.Store.Reader().QueryRow(ctx, `SELECT COALESCE(SUM(discount), 0) FROM campaign_grants
-		WHERE campaign_id = ? AND at >= ?`, c.CampaignID, start.UnixNano()).Scan(&spend); err != nil {
-		return Figures{}, fmt.Errorf("campaign: spend of %s: %w", c.CampaignID, err)
-	}
+	spend := l.budget.spentSince(start)
 	share := int64(basisPointsFull)
 	if c.Status == Canary {
 		share = s.cfg.CanaryShareBP

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"zhifu"
+	"zhifu/campaign"
 )
 
 // TestIncidentReplay replays the marketing template incident of 16 January
@@ -42,7 +43,11 @@ func TestIncidentReplay(t *testing.T) {
 }
 
 func replayIncident(t *testing.T, backend string, load time.Duration) {
-	e := newChannelEnv(t, backend, chOptions{realClock: true})
+	// Thirty-two payers stand for millions: a canary of 25% (not the
+	// default 5%) so that the canary holds some of them whatever the
+	// campaign's hash.
+	e := newChannelEnv(t, backend, chOptions{realClock: true,
+		campaigns: func(c *campaign.Config) { c.CanaryShareBP = 2500 }})
 	w := &trWorld{env: e.env}
 	w.seller = w.user("shop")
 	w.mk = w.newMerchant(w.seller, "")
@@ -52,7 +57,7 @@ func replayIncident(t *testing.T, backend string, load time.Duration) {
 		t.Fatalf("biller: %d %v", s, out)
 	}
 	const clients = 32
-	users := e.newUsers(t, "payer", clients, []string{"ICBC", "CMB", "CCB"}, "100000.00")
+	users := e.newUsers(t, "payer", clients, []string{"ICBC", "CMB", "CCB"}, "10000000.00")
 	alice, bob := w.operatorToken("ops.alice"), w.operatorToken("ops.bob")
 	if s := w.admin("POST", "/v1/admin/capital", map[string]any{"bank": "ICBC", "amount": "50000.00",
 		"reference": "replay-capital"}, &out); s != 201 {

@@ -40,18 +40,6 @@ CREATE TABLE campaigns (
 );
 CREATE INDEX campaigns_status ON campaigns (status);
 
--- One row per discount given: the monitor's spend, the refunds' share.
-CREATE TABLE campaign_grants (
-	ref          TEXT   PRIMARY KEY, -- the payment's id
-	campaign_id  TEXT   NOT NULL,
-	kind         TEXT   NOT NULL,
-	user_id      TEXT   NOT NULL,
-	amount       BIGINT NOT NULL,
-	discount     BIGINT NOT NULL,
-	at           BIGINT NOT NULL
-);
-CREATE INDEX campaign_grants_at ON campaign_grants (campaign_id, at);
-
 -- Each payer's discount per campaign and day, for the per-user daily cap.
 CREATE TABLE campaign_usage (
 	campaign_id TEXT   NOT NULL,
