@@ -38,8 +38,8 @@ type Grant struct {
 // Amount − Discount, and calls Settle in the op's Finish with whether the
 // discount transfer went through. When the ledger refuses it (the budget
 // ran short between the decision and the commit), the chain fails and the
-// owner pays again without a discount (Offer then gives none for that
-// campaign: Settle marked it spent).
+// owner pays again without asking for a discount; Settle(ok=false), also
+// told when the payer's own part failed, gives the payer's cap back.
 type Discounter interface {
 	Offer(ctx context.Context, q ledger.Querier, p Payment) (Grant, error)
 	Settle(ctx context.Context, q ledger.Querier, p Payment, g Grant, ok bool) error
