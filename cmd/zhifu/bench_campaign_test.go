@@ -29,7 +29,7 @@ func BenchmarkPaidTradesCampaigns(b *testing.B) {
 				bench.run(b)
 				var grants int64
 				if err := bench.m.store.Reader().QueryRow(context.Background(),
-					`SELECT COUNT(*) FROM campaign_grants`).Scan(&grants); err != nil {
+					`SELECT COUNT(*) FROM transfers WHERE code = ?`, int64(zhifu.TransferDiscount)).Scan(&grants); err != nil {
 					b.Fatal(err)
 				}
 				if (n > 0) != (grants > 0) {
