@@ -208,17 +208,10 @@ func (o *payOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Trans
 		return fmt.Errorf("billpay: %s: transfer exists without its row", o.p.PaymentID)
 	}
 	if o.grant.Discount > 0 {
-		disc := results[0]
-		if err := o.svc.cfg.Discounter.Settle(ctx, tx, o.payment(), o.grant, disc == ledger.TransferOK); err != nil {
-			return fmt.Errorf("billpay: settle the discount of %s: %w", o.p.PaymentID, err)
-		}
-		switch disc {
-		case ledger.TransferOK, ledger.TransferLinkedEventFailed:
-		case ledger.TransferExceedsCredits:
-			o.budgetShort = true
-			return nil
-		default:
-			return fmt.Errorf("billpay: discount for %s: %s", o.p.PaymentID, disc)
+		short, err := campaign.Told(ctx, o.svc.cfg.Discounter, tx, o.payment(), o.grant, results[0])
+		if err != nil || short {
+			o.budgetShort = short
+			return err
 		}
 	}
 	o.result = results[len(results)-1]

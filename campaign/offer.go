@@ -82,3 +82,23 @@ func Ask(ctx context.Context, d Discounter, q ledger.Querier, p Payment) (Grant,
 	}
 	return g, nil
 }
+
+// Told tells d how grant g's discount transfer fared (result, the first of
+// its chain; LinkedEventFailed when the payer's own part failed) and
+// reports whether the budget refused it: the owner then pays again
+// without a discount. Any other refusal of a discount is a fault.
+func Told(ctx context.Context, d Discounter, q ledger.Querier, p Payment, g Grant, result ledger.TransferResult) (budgetShort bool, err error) {
+	if g.Discount <= 0 {
+		return false, nil
+	}
+	if err := d.Settle(ctx, q, p, g, result == ledger.TransferOK); err != nil {
+		return false, fmt.Errorf("campaign: settle the discount of %s %s: %w", p.Kind, p.Ref, err)
+	}
+	switch result {
+	case ledger.TransferOK, ledger.TransferLinkedEventFailed:
+		return false, nil
+	case ledger.TransferExceedsCredits:
+		return true, nil
+	}
+	return false, fmt.Errorf("campaign: discount transfer of %s %s: %s", p.Kind, p.Ref, result)
+}

@@ -203,17 +203,10 @@ func (o *acceptOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Tr
 		return nil
 	}
 	if o.grant.Discount > 0 {
-		disc := results[0]
-		if err := o.svc.cfg.Discounter.Settle(ctx, tx, o.payment(), o.grant, disc == ledger.TransferOK); err != nil {
-			return fmt.Errorf("channel: settle the discount of %s: %w", o.t.TxnID, err)
-		}
-		switch disc {
-		case ledger.TransferOK, ledger.TransferLinkedEventFailed:
-		case ledger.TransferExceedsCredits:
-			o.budgetShort = true
-			return nil
-		default:
-			return fmt.Errorf("channel: discount for %s: %s", o.t.TxnID, disc)
+		short, err := campaign.Told(ctx, o.svc.cfg.Discounter, tx, o.payment(), o.grant, results[0])
+		if err != nil || short {
+			o.budgetShort = short
+			return err
 		}
 	}
 	switch r := results[len(results)-1]; r {
