@@ -151,8 +151,18 @@ type statementEntryJSON struct {
 	Amount     string `json:"amount"`
 	Balance    string `json:"balance"`
 	Memo       string `json:"memo"`
-	Status     string `json:"status"`
-	CreatedAt  string `json:"created_at"`
+	// DiscountAmount is what a campaign paid beside a payment; omitted
+	// when none did.
+	DiscountAmount string `json:"discount_amount,omitempty"`
+	Status         string `json:"status"`
+	CreatedAt      string `json:"created_at"`
+}
+
+func discountText(d zhifu.Amount) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
 }
 
 type statementJSON struct {
@@ -179,7 +189,7 @@ func (s *Server) handleGetStatement(w nethttp.ResponseWriter, r *nethttp.Request
 	for _, e := range st.Entries {
 		resp.Data = append(resp.Data, statementEntryJSON{EntryID: e.EntryID, TransferID: e.TransferID,
 			Type: e.Type, Amount: e.Amount.String(), Balance: e.Balance.String(), Memo: e.Memo,
-			Status: e.Status, CreatedAt: formatAPITime(e.CreatedAt)})
+			DiscountAmount: discountText(e.Discount), Status: e.Status, CreatedAt: formatAPITime(e.CreatedAt)})
 	}
 	writeJSON(w, nethttp.StatusOK, resp)
 	return nil

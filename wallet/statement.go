@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"zhifu"
+	"zhifu/campaign"
 	"zhifu/identity"
 	"zhifu/ledger"
 )
@@ -26,8 +28,11 @@ type Entry struct {
 	Amount     zhifu.Amount // signed: money in is positive, money out negative
 	Balance    zhifu.Amount // the wallet's posted balance after this entry
 	Memo       string
-	Status     string // posted; pending (a hold, no money moved yet); voided (a hold released)
-	CreatedAt  time.Time
+	// Discount is what a campaign paid beside this payment of the user's:
+	// the price was -Amount + Discount.
+	Discount  zhifu.Amount
+	Status    string // posted; pending (a hold, no money moved yet); voided (a hold released)
+	CreatedAt time.Time
 }
 
 // Statement is one page of entries, newest first.
@@ -85,7 +90,53 @@ func (s *Service) Statement(ctx context.Context, u *identity.User, limit int, st
 	for _, e := range entries {
 		st.Entries = append(st.Entries, entryOf(e))
 	}
-	return st, nil
+	return st, s.discounts(ctx, st.Entries)
+}
+
+// discounts fills in the campaign discounts paid beside the payments of a
+// page: one lookup of their discount transfers (campaign.DiscountTransferID
+// of the payment's reference).
+func (s *Service) discounts(ctx context.Context, entries []Entry) error {
+	at := map[string]int{}
+	var ids []string
+	for i, e := range entries {
+		if e.Amount >= 0 || e.Status != "posted" {
+			continue
+		}
+		if _, ok := zhifu.KindOfTransfer(codeOf(e.Type)); !ok {
+			continue
+		}
+		_, ref, ok := strings.Cut(e.TransferID, ":")
+		if !ok {
+			continue
+		}
+		id := campaign.DiscountTransferID(strings.TrimSuffix(ref, ":hold"))
+		at[id] = i
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	found, err := s.cfg.Store.LookupTransfers(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("statement: discounts: %w", err)
+	}
+	for _, t := range found {
+		if i, ok := at[t.ID]; ok {
+			entries[i].Discount = zhifu.Amount(t.Amount)
+		}
+	}
+	return nil
+}
+
+// codeOf is the transfer code of an entry type.
+func codeOf(typ string) uint16 {
+	for code, t := range entryTypes {
+		if t == typ {
+			return code
+		}
+	}
+	return 0
 }
 
 func entryOf(e ledger.Entry) Entry {

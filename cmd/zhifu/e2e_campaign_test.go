@@ -111,6 +111,13 @@ func TestCampaigns(t *testing.T) {
 			if got := w.available(w.seller); got != "100.00" {
 				t.Fatalf("seller has %s, want the whole price", got)
 			}
+			var st struct {
+				Data []map[string]any `json:"data"`
+			}
+			if s := w.bearer(buyer.token, "GET", "/v1/statement", nil, &st); s != 200 || len(st.Data) == 0 ||
+				st.Data[0]["type"] != "payment" || st.Data[0]["amount"] != "-95.00" || st.Data[0]["discount_amount"] != "5.00" {
+				t.Fatalf("buyer's statement: %d %v", s, st.Data)
+			}
 			var rf map[string]any
 			if s := w.merchant(w.mk, "POST", "/v1/trades/"+no+"/refunds", map[string]any{"refund_amount": "100.00",
 				"out_request_no": "r1"}, &rf); s != 200 && s != 201 {
