@@ -281,6 +281,9 @@ func (s *Service) refresh(ctx context.Context) ([]*live, error) {
 			keep(err)
 			continue
 		}
+		if c.Status == Paused {
+			continue // gives nothing until a change to it is approved
+		}
 		l := old[c.CampaignID]
 		if l == nil || l.c.Version != c.Version || l.c.Status != c.Status {
 			fresh := &live{c: c}
@@ -292,7 +295,8 @@ func (s *Service) refresh(ctx context.Context) ([]*live, error) {
 			}
 			l = fresh
 		}
-		l.c = c
+		// A live entry kept is of the same version and status: its row
+		// is unchanged where Offer reads it, and is not written under it.
 		l.remaining.Store(balance[c.BudgetAccount])
 		l.budget.add(now, balance[c.BudgetAccount])
 		next = append(next, l)

@@ -151,12 +151,13 @@ func list(ctx context.Context, q ledger.Querier, status string, before int64, li
 	return out, rows.Err()
 }
 
-// active reads the campaigns that may give discounts now or soon, and
+// active reads the campaigns that may give discounts now or soon, the
+// paused ones (which end at their end like the others), and
 // those stopped since stoppedSince, whose budgets may still hold money to
 // return (a refund of a discounted payment puts some back).
 func active(ctx context.Context, q ledger.Querier, stoppedSince time.Time) ([]*Campaign, error) {
-	rows, err := q.Query(ctx, `SELECT `+columns+` FROM campaigns WHERE status IN (?, ?, ?)
-		OR (status IN (?, ?) AND stopped_at >= ?) ORDER BY num`, Scheduled, Canary, Live, Killed, Ended,
+	rows, err := q.Query(ctx, `SELECT `+columns+` FROM campaigns WHERE status IN (?, ?, ?, ?)
+		OR (status IN (?, ?) AND stopped_at >= ?) ORDER BY num`, Scheduled, Canary, Live, Paused, Killed, Ended,
 		stoppedSince.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("campaign: active: %w", err)

@@ -14,8 +14,8 @@ import (
 // BenchmarkPaidTradesCampaigns is BenchmarkPaidTrades with no campaign,
 // one, and ten live campaigns that all cover the trades paid (1% off, so
 // every payment is discounted by the best of them: a grant, the payer's
-// daily cap in the payment's transaction, the discount transfer and the
-// grant's row, in the same batch as the payment).
+// daily cap upserted in the payment's transaction, and the discount
+// transfer, in the same batch as the payment).
 //
 //	go test -run '^$' -bench PaidTradesCampaigns -benchtime 5000x ./cmd/zhifu
 func BenchmarkPaidTradesCampaigns(b *testing.B) {
