@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,24 @@ func idCall(e *env, method, path string, h http.Header, body string) (int, http.
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, b, err
+}
+
+// idCallPatient is idCall as a well-behaved client sends a set-up call:
+// refused for load (429, 503 with Retry-After: registrations and logins
+// hash passwords, and admission sheds a burst of them), it waits as told
+// and sends it again, a bounded number of times.
+func idCallPatient(e *env, method, path string, h http.Header, body string) (int, http.Header, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		status, hdr, b, err := idCall(e, method, path, h, body)
+		if err != nil || (status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests) || attempt == 20 {
+			return status, hdr, b, err
+		}
+		wait := 100 * time.Millisecond
+		if secs, err := strconv.Atoi(hdr.Get("Retry-After")); err == nil && secs > 0 {
+			wait = min(time.Duration(secs)*time.Second, 2*time.Second)
+		}
+		time.Sleep(wait)
+	}
 }
 
 // idUser is a user created over the API, with an open session.
@@ -88,7 +107,7 @@ func idRegister(e *env, login string) (idUser, error) {
 	u := idUser{login: login, password: idPassword(login)}
 	admin := http.Header{"Authorization": {"Bearer " + e.token}}
 	body := fmt.Sprintf(`{"login":%q,"password":%q,"name":"User %s"}`, login, u.password, login)
-	status, _, b, err := idCall(e, "POST", "/v1/users", admin, body)
+	status, _, b, err := idCallPatient(e, "POST", "/v1/users", admin, body)
 	var created struct {
 		UserID string `json:"user_id"`
 		Login  string `json:"login"`
@@ -97,7 +116,7 @@ func idRegister(e *env, login string) (idUser, error) {
 		return u, fmt.Errorf("create user %s: %d %s %v", login, status, b, err)
 	}
 	u.id = created.UserID
-	status, _, b, err = idCall(e, "POST", "/v1/sessions", nil, fmt.Sprintf(`{"login":%q,"password":%q}`, login, u.password))
+	status, _, b, err = idCallPatient(e, "POST", "/v1/sessions", nil, fmt.Sprintf(`{"login":%q,"password":%q}`, login, u.password))
 	var session struct {
 		Token  string `json:"token"`
 		UserID string `json:"user_id"`
