@@ -170,12 +170,14 @@ func (k *Keeper) Do(ctx context.Context, req Request, run func(ctx context.Conte
 	id := req.Scope + "\x00" + req.Key
 	k.mu.Lock()
 	if e := k.inflight[id]; e != nil {
+		// Read under the lock: the request running sets resp under it.
+		hash, resp := e.hash, e.resp
 		k.mu.Unlock()
 		switch {
-		case e.hash != req.Hash:
+		case hash != req.Hash:
 			return Response{}, false, errReused()
-		case e.resp != nil:
-			return *e.resp, true, nil
+		case resp != nil:
+			return *resp, true, nil
 		}
 		return Response{}, false, errInUse()
 	}
