@@ -2,8 +2,6 @@ package billpay_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,25 +10,14 @@ import (
 	"zhifu/billpay"
 	"zhifu/campaign"
 	"zhifu/identity"
+	"zhifu/internal/testdb"
+	"zhifu/internal/testkit"
 	"zhifu/ledger"
-	"zhifu/postgres"
-	"zhifu/sqlite"
 	"zhifu/wallet"
 )
 
 // The package's tests run on both stores: a fresh SQLite file and a fresh
 // PostgreSQL database (ZHIFU_TEST_POSTGRES, else the local server).
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
 
 type fixture struct {
 	store ledger.Store
@@ -46,46 +33,16 @@ type fixture struct {
 }
 
 func forEachStore(t *testing.T, fn func(t *testing.T, f *fixture)) {
-	for _, backend := range []string{"sqlite", "postgres"} {
-		t.Run(backend, func(t *testing.T) { fn(t, newFixture(t, backend)) })
-	}
+	testdb.Each(t, func(t *testing.T, open func() ledger.Store) { fn(t, newFixture(t, open)) })
 }
 
-func openStore(t *testing.T, backend string) ledger.Store {
-	ctx := context.Background()
-	if backend == "sqlite" {
-		db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "zhifu.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
-	base := postgres.DefaultTestURL
-	if u := os.Getenv("ZHIFU_TEST_POSTGRES"); u != "" {
-		base = u
-	}
-	u, drop, err := postgres.CreateTestDatabase(ctx, base)
-	if err != nil {
-		t.Fatalf("PostgreSQL at %s (set ZHIFU_TEST_POSTGRES): %v", base, err)
-	}
-	t.Cleanup(drop)
-	db, err := postgres.Open(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
-func newFixture(t *testing.T, backend string) *fixture {
+func newFixture(t *testing.T, open func() ledger.Store) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st := openStore(t, backend)
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	st := open()
+	c := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	b := ledger.NewBatcher(st, c.Now)
-	t.Cleanup(func() {
-		b.Close()
-		st.Close()
-	})
+	t.Cleanup(b.Close)
 	id := identity.New(identity.Config{Store: st, Batcher: b, Clock: c})
 	w := wallet.New(wallet.Config{Store: st, Batcher: b, Clock: c, Identity: id})
 	if err := w.EnsurePlatformAccounts(ctx); err != nil {
