@@ -3,7 +3,9 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
+	"strings"
 )
 
 // Op is one caller's unit of work in a batch: the business rows it reads and
@@ -36,8 +38,18 @@ type Op interface {
 // placeholders; each store rewrites them for its database. A query that ends
 // in " FOR UPDATE" locks the rows it reads where the database has row locks
 // (PostgreSQL); SQLite's single writer needs none and drops the clause.
+//
+// Write is for a statement whose outcome the caller does not read beyond
+// "it worked": an outbox row, a trade's new status under the lock its op
+// holds. The store may hold it back and send it with the transaction's
+// next statement or its commit, several in one round trip (PostgreSQL
+// pipelines them); its error, or a count of rows changed other than
+// wantRows (when wantRows >= 0), then fails the transaction at that point,
+// as an error from Finish would. Outside a write transaction, and on
+// SQLite, it runs at once.
 type Querier interface {
 	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	Write(ctx context.Context, wantRows int64, query string, args ...any) error
 	Query(ctx context.Context, query string, args ...any) (Rows, error)
 	QueryRow(ctx context.Context, query string, args ...any) Row
 }
@@ -60,6 +72,35 @@ type Row interface {
 // rolls back and runs the transaction again, as it does for the database's
 // own serialisation failures.
 var ErrConflict = errors.New("ledger: conflicting change by another process")
+
+// WriteCountError is a Write that changed another number of rows than
+// it was to. Writes name rows their op read, or made sure of, under its
+// locks (a trade's status, a nonce not yet spent), so another count means
+// another process changed them meanwhile: the error is an ErrConflict,
+// and the transaction runs again on fresh rows.
+type WriteCountError struct {
+	Query      string
+	Rows, Want int64
+}
+
+func (e *WriteCountError) Unwrap() error { return ErrConflict }
+
+func (e *WriteCountError) Error() string {
+	q := e.Query
+	if i := strings.IndexByte(q, '\n'); i >= 0 {
+		q = q[:i]
+	}
+	return fmt.Sprintf("ledger: %d rows changed, want %d: %s", e.Rows, e.Want, q)
+}
+
+// CheckWrite is what every store's Write does with the count of rows a
+// statement changed.
+func CheckWrite(query string, rows, want int64) error {
+	if want >= 0 && rows != want {
+		return &WriteCountError{Query: query, Rows: rows, Want: want}
+	}
+	return nil
+}
 
 // ErrNoRows is what Row.Scan returns when the query found nothing, whatever
 // the database.

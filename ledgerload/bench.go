@@ -22,6 +22,9 @@ func Benchmark(b *testing.B, open func(b *testing.B) ledger.Store) {
 			if err := Setup(ctx, st, cfg); err != nil {
 				b.Fatal(err)
 			}
+			if m, ok := st.(Meter); ok {
+				cfg.Meter = m
+			}
 			bt := ledger.NewBatcher(st, time.Now)
 			defer bt.Close()
 			cfg.Transfers = b.N
@@ -37,6 +40,9 @@ func Benchmark(b *testing.B, open func(b *testing.B) ledger.Store) {
 			b.ReportMetric(float64(r.P50.Microseconds()), "p50-µs")
 			b.ReportMetric(float64(r.P99.Microseconds()), "p99-µs")
 			b.ReportMetric(r.MeanBatch, "transfers/batch")
+			if r.BytesPerTransfer > 0 {
+				b.ReportMetric(r.BytesPerTransfer, "bytes/transfer")
+			}
 		})
 	}
 }

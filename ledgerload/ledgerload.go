@@ -37,6 +37,16 @@ type Config struct {
 	FirstAccountID int64
 	// RunID makes transfer ids unique across runs on one database.
 	RunID string
+	// Meter, if set, says how many bytes the store has written; the run
+	// reports the bytes written per transfer committed.
+	Meter Meter
+}
+
+// Meter is what a store offers to say how many bytes it has written so
+// far; package sqlite and package postgres implement it (each says what it
+// counts).
+type Meter interface {
+	BytesWritten(ctx context.Context) (int64, error)
 }
 
 // Result is what a run measured.
@@ -48,11 +58,18 @@ type Result struct {
 	P50, P99  time.Duration
 	Batches   int64
 	MeanBatch float64
+	// BytesPerTransfer is what the Meter counted over the run divided by
+	// the transfers committed (0 without a Meter).
+	BytesPerTransfer float64
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d transfers in %v: %.0f/s, p50 %v, p99 %v, %d batches (mean %.0f transfers)",
+	s := fmt.Sprintf("%d transfers in %v: %.0f/s, p50 %v, p99 %v, %d batches (mean %.0f transfers)",
 		r.Transfers, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.P50, r.P99, r.Batches, r.MeanBatch)
+	if r.BytesPerTransfer > 0 {
+		s += fmt.Sprintf(", %.0f bytes written per transfer", r.BytesPerTransfer)
+	}
+	return s
 }
 
 // Setup creates the run's accounts: a funding bank and cfg.Accounts wallets,
@@ -105,6 +122,13 @@ func Run(ctx context.Context, b *ledger.Batcher, cfg Config) (Result, error) {
 	var firstErr atomic.Value
 	lat := make([][]time.Duration, cfg.Workers)
 	batches0 := b.Stats().Batches.Load()
+	var written0 int64
+	if cfg.Meter != nil {
+		var err error
+		if written0, err = cfg.Meter.BytesWritten(ctx); err != nil {
+			return Result{}, err
+		}
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < cfg.Workers; w++ {
@@ -151,6 +175,13 @@ func Run(ctx context.Context, b *ledger.Batcher, cfg Config) (Result, error) {
 		return r, err
 	}
 	r.PerSecond = float64(r.Transfers) / r.Elapsed.Seconds()
+	if cfg.Meter != nil && r.Transfers > 0 {
+		written, err := cfg.Meter.BytesWritten(context.Background())
+		if err != nil {
+			return r, err
+		}
+		r.BytesPerTransfer = float64(written-written0) / float64(r.Transfers)
+	}
 	r.Batches = b.Stats().Batches.Load() - batches0
 	if r.Batches > 0 {
 		r.MeanBatch = float64(r.Transfers) / float64(r.Batches)

@@ -27,9 +27,11 @@ type Message struct {
 	URL        string
 	Format     string
 	Body       string // FormatZhifu: the JSON body; FormatAlipay: the unsigned form fields, URL-encoded
-	// TradeNo and Sequence order a trade's notifications: Sequence is
-	// NextSequence(TradeNo) in the transaction that enqueues it. A message
-	// with no TradeNo is not ordered.
+	// TradeNo and Sequence order a trade's notifications 1, 2, 3… without
+	// gaps, numbered in the transaction that enqueues them under the
+	// trade's lock: the trade service keeps the last number on the trade's
+	// row; NextSequence reads it from the outbox instead. A message with no
+	// TradeNo is not ordered.
 	TradeNo  string
 	Sequence int64
 }
@@ -59,7 +61,7 @@ func Enqueue(ctx context.Context, q ledger.Querier, msg Message, now time.Time) 
 	if (msg.TradeNo == "") != (msg.Sequence == 0) || msg.Sequence < 0 {
 		return fmt.Errorf("notify: enqueue %s: trade %q with sequence %d", msg.NotifyID, msg.TradeNo, msg.Sequence)
 	}
-	_, err := q.Exec(ctx, `INSERT INTO notifications (notify_id, merchant_id, url, format, body, status,
+	err := q.Write(ctx, -1, `INSERT INTO notifications (notify_id, merchant_id, url, format, body, status,
 		attempts, next_attempt_at, created_at, trade_no, sequence, destination)
 		VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)
 		ON CONFLICT (notify_id) DO NOTHING`,

@@ -226,7 +226,11 @@ func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
 	// Rolling back a committed transaction does nothing. The rollback runs
 	// even if ctx is done, so the connection goes back to the pool clean.
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := fn(&writeTx{querier: querier{tx}, tx: tx}); err != nil {
+	p := &pipeline{tx: tx}
+	if err := fn(&writeTx{querier: querier{q: tx, p: p}, tx: tx}); err != nil {
+		return err
+	}
+	if err := p.flush(ctx); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -573,4 +577,19 @@ func readSnapshot(ctx context.Context, tx pgx.Tx) (ledger.Snapshot, error) {
 	}
 	err = tx.QueryRow(ctx, `SELECT count(*) FROM transfers`).Scan(&snap.TransferCount)
 	return snap, err
+}
+
+// BytesWritten reports the server's write-ahead log position, in bytes
+// since the log began: everything every database on the server has logged,
+// full-page images included. A benchmark that is the server's only writer
+// divides the change by the transfers it committed to get the WAL bytes
+// written per transfer. (Data pages reach their files later, at
+// checkpoints, and are not counted.)
+func (db *DB) BytesWritten(ctx context.Context) (int64, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: wal position: %w", err)
+	}
+	return n, nil
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +22,68 @@ type pgxQuerier interface {
 }
 
 // querier adapts pgx to ledger.Querier, rewriting the ledger's ?
-// placeholders into PostgreSQL's $1, $2…
-type querier struct{ q pgxQuerier }
+// placeholders into PostgreSQL's $1, $2…. Inside a write transaction it
+// has a pipeline: Writes wait there and go to the server together, in one
+// round trip, before the transaction's next statement or its commit.
+type querier struct {
+	q pgxQuerier
+	p *pipeline // nil outside a write transaction
+}
+
+// pipeline holds a transaction's Writes not yet sent.
+type pipeline struct {
+	tx      pgx.Tx
+	batch   *pgx.Batch
+	queries []string
+	want    []int64
+}
+
+// Limits.
+const (
+	// pipelineWritesMax bounds the Writes held before they are sent anyway.
+	pipelineWritesMax = 1024
+)
+
+// queue holds a Write back, sending what is held when the pipeline is full.
+func (p *pipeline) queue(ctx context.Context, want int64, query string, args []any) error {
+	if p.batch == nil {
+		p.batch = &pgx.Batch{}
+	}
+	p.batch.Queue(query, args...)
+	p.queries, p.want = append(p.queries, query), append(p.want, want)
+	if len(p.want) >= pipelineWritesMax {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+// flush sends the held Writes in one round trip and checks each one's
+// outcome. Every statement of the transaction calls it first, so each
+// runs after the Writes made before it, as if they had been sent at once.
+func (p *pipeline) flush(ctx context.Context) error {
+	if p == nil || len(p.want) == 0 {
+		return nil
+	}
+	// The results are read through the batch sent, so the next Writes
+	// go into a new one.
+	batch, queries, want := p.batch, p.queries, p.want
+	p.batch, p.queries, p.want = nil, nil, nil
+	br := p.tx.SendBatch(ctx, batch)
+	for i := range want {
+		tag, err := br.Exec()
+		if err == nil {
+			err = ledger.CheckWrite(queries[i], tag.RowsAffected(), want[i])
+		}
+		if err != nil {
+			br.Close()
+			return fmt.Errorf("postgres: write: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("postgres: write: %w", err)
+	}
+	return nil
+}
 
 // rebound caches rewritten queries: business code uses a fixed set.
 var rebound sync.Map
@@ -57,7 +118,21 @@ func rebind(query string) string {
 	return out
 }
 
+func (q querier) Write(ctx context.Context, want int64, query string, args ...any) error {
+	if q.p != nil {
+		return q.p.queue(ctx, want, rebind(query), args)
+	}
+	n, err := q.Exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return ledger.CheckWrite(query, n, want)
+}
+
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if err := q.p.flush(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := q.q.Exec(ctx, rebind(query), args...)
 	if err != nil {
 		return 0, err
@@ -66,6 +141,9 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
+	if err := q.p.flush(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := q.q.Query(ctx, rebind(query), args...)
 	if err != nil {
 		return nil, err
@@ -74,10 +152,18 @@ func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.R
 }
 
 func (q querier) QueryRow(ctx context.Context, query string, args ...any) ledger.Row {
+	if err := q.p.flush(ctx); err != nil {
+		return errRow{err}
+	}
 	return pgRow{q.q.QueryRow(ctx, rebind(query), args...)}
 }
 
 type pgRow struct{ row pgx.Row }
+
+// errRow is a row whose query could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func (r pgRow) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
@@ -88,4 +174,4 @@ func (r pgRow) Scan(dest ...any) error {
 }
 
 // Reader runs business queries on the pool, outside any write transaction.
-func (db *DB) Reader() ledger.Querier { return querier{db.pool} }
+func (db *DB) Reader() ledger.Querier { return querier{q: db.pool} }

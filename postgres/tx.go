@@ -13,21 +13,31 @@ import (
 // SQLite, PostgreSQL lets several writers in at once, so LockAccounts takes
 // row locks (FOR UPDATE, in ascending id order) that last until the
 // transaction ends. Under READ COMMITTED every later statement sees what the
-// writers that held those locks before committed.
+// writers that held those locks before committed. Every method first sends
+// the Writes the pipeline holds, so statements run in the order made.
 type writeTx struct {
 	querier
 	tx pgx.Tx
 }
 
 func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
+	if err := w.p.flush(ctx); err != nil {
+		return nil, err
+	}
 	return lookupAccounts(ctx, w.tx, ids, true)
 }
 
 func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
+	if err := w.p.flush(ctx); err != nil {
+		return nil, err
+	}
 	return lookupTransfers(ctx, w.tx, ids)
 }
 
 func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]ledger.TransferFlags, error) {
+	if err := w.p.flush(ctx); err != nil {
+		return nil, err
+	}
 	out := make(map[string]ledger.TransferFlags)
 	if len(pendingIDs) == 0 {
 		return out, nil
@@ -56,6 +66,9 @@ func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map
 // each other rather than deadlock. A duplicate id fails with
 // unique_violation, which makes Update run the transaction again.
 func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
+	if err := w.p.flush(ctx); err != nil {
+		return err
+	}
 	if len(accounts) == 0 {
 		return nil
 	}
@@ -83,6 +96,9 @@ var transferColumnNames = []string{"id", "debit_account_id", "credit_account_id"
 // pending_id with unique_violation, which makes Update run the transaction
 // again.
 func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
+	if err := w.p.flush(ctx); err != nil {
+		return err
+	}
 	if len(transfers) == 0 {
 		return nil
 	}
@@ -112,6 +128,9 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 
 // UpdateAccounts writes the balances of all accounts in one statement.
 func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) error {
+	if err := w.p.flush(ctx); err != nil {
+		return err
+	}
 	if len(accounts) == 0 {
 		return nil
 	}

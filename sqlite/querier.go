@@ -51,6 +51,16 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 	return res.RowsAffected()
 }
 
+// Write runs at once: SQLite's statements are calls into the library, with
+// no round trip to save.
+func (q querier) Write(ctx context.Context, want int64, query string, args ...any) error {
+	n, err := q.Exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	return ledger.CheckWrite(query, n, want)
+}
+
 func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
 	query = dialect(query)
 	var rows *sql.Rows

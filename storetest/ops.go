@@ -49,13 +49,11 @@ func (o *payOp) Finish(ctx context.Context, tx ledger.Tx, results []ledger.Trans
 		o.refusal = results[0].String()
 		return nil
 	}
-	n, err := tx.Exec(ctx, `UPDATE optest_orders SET status = 'paid' WHERE id = ? AND status = 'unpaid'`, o.order)
-	if err != nil {
+	// One row or the batch fails: another writer changing the order under
+	// our lock would be a bug. A Write, as business ops write their rows:
+	// on PostgreSQL it rides with the batch's other ops' writes.
+	if err := tx.Write(ctx, 1, `UPDATE optest_orders SET status = 'paid' WHERE id = ? AND status = 'unpaid'`, o.order); err != nil {
 		return err
-	}
-	if n != 1 {
-		// Another writer changed the order under our lock: a bug.
-		return fmt.Errorf("order %d changed under its lock", o.order)
 	}
 	o.paid = true
 	return nil

@@ -228,10 +228,11 @@ func (s *Service) notify(ctx context.Context, q ledger.Querier, t *Trade, r *Ref
 	if t.NotifyURL == "" {
 		return nil // nobody to tell
 	}
-	seq, err := notify.NextSequence(ctx, q, t.TradeNo)
-	if err != nil {
-		return err
+	seq := t.notifySeq // numbered by saveTrade, under the trade's lock
+	if seq < 1 {
+		panic(fmt.Sprintf("trade: %s notified without a sequence", t.TradeNo))
 	}
+	var err error
 	msg := notify.Message{NotifyID: newNotifyID(), MerchantID: t.MerchantID, URL: t.NotifyURL, TradeNo: t.TradeNo, Sequence: seq}
 	if t.Source == SourceGateway {
 		msg.Format, msg.Body = notify.FormatAlipay, alipayNotificationBody(msg.NotifyID, t, r, now)

@@ -56,6 +56,9 @@ type Trade struct {
 	// confirm_timeout after shipping, an instant trade when its refund
 	// window ends. One column serves both so one index finds both.
 	ConfirmDue time.Time
+	// notifySeq is the sequence of the trade's last notification (0: none
+	// yet); saveTrade gives a move that notifies the next one.
+	notifySeq int64
 }
 
 // RefundRecord is one row of the refunds table: a refund made.
@@ -84,7 +87,7 @@ const tradeColumns = `trade_no, out_trade_no, merchant_id, seller_id, buyer_id, 
 	total_amount, buyer_pay_amount, discount_amount, refunded_amount, status, notify_url,
 	timeout_express, confirm_timeout, params_hash, source, logistics_company, tracking_no,
 	refunds_open, created_at, paid_at, shipped_at, finished_at, closed_at, close_due, confirm_due,
-	campaign_id, campaign_label, budget_account`
+	campaign_id, campaign_label, budget_account, notify_seq`
 
 // scanTrade reads tradeColumns. Numbers are scanned into plain int64 so
 // both drivers take them the same way.
@@ -97,7 +100,7 @@ func scanTrade(row ledger.Row) (*Trade, error) {
 		&total, &buyerPay, &discount, &refunded, &status, &t.NotifyURL,
 		&timeout, &confirm, &t.ParamsHash, &t.Source, &t.LogisticsCompany, &t.TrackingNo,
 		&open, &created, &paid, &shipped, &finished, &closed, &closeDue, &confirmDue,
-		&t.CampaignID, &t.CampaignLabel, &budget)
+		&t.CampaignID, &t.CampaignLabel, &budget, &t.notifySeq)
 	if err != nil {
 		return nil, err
 	}
@@ -135,14 +138,14 @@ func loadTrade(ctx context.Context, q ledger.Querier, tradeNo string, lock bool)
 // trade_no, is an error.
 func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool, err error) {
 	n, err := q.Exec(ctx, `INSERT INTO trades (`+tradeColumns+`) VALUES
-		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`,
 		t.TradeNo, t.OutTradeNo, t.MerchantID, t.SellerID, t.BuyerID, string(t.Mode), t.Subject,
 		int64(t.TotalAmount), int64(t.BuyerPayAmount), int64(t.DiscountAmount), int64(t.RefundedAmount),
 		string(t.Status), t.NotifyURL, int64(t.TimeoutExpress/time.Second), int64(t.ConfirmTimeout/time.Second),
 		t.ParamsHash, t.Source, t.LogisticsCompany, t.TrackingNo, int64(t.RefundsOpen),
 		nanos(t.CreatedAt), nanos(t.PaidAt), nanos(t.ShippedAt), nanos(t.FinishedAt), nanos(t.ClosedAt),
-		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount)
+		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount, t.notifySeq)
 	if err != nil {
 		return false, fmt.Errorf("trade: insert %s: %w", t.TradeNo, err)
 	}
@@ -152,28 +155,32 @@ func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool
 // saveTrade writes what a move changed. The WHERE clause repeats the status
 // and refunded amount the op read under its lock: if they changed, someone
 // moved the trade without that lock, and the op fails rather than overwrite
-// them (the batcher then runs it again, alone, on fresh rows).
+// them (the batcher then runs it again, alone, on fresh rows). A trade with
+// somebody to tell is told of every move: saveTrade numbers that
+// notification, the next after old's, and the caller enqueues it (notify).
 func saveTrade(ctx context.Context, q ledger.Querier, old, t *Trade) error {
 	if old.Status.Final() && t.Status != old.Status {
 		// The state table never moves a final trade; a rule that did is a
 		// bug, and saving it could pay a finished trade twice.
 		panic(fmt.Sprintf("trade: %s would leave final status %s for %s", t.TradeNo, old.Status, t.Status))
 	}
-	n, err := q.Exec(ctx, `UPDATE trades SET status = ?, buyer_id = ?, buyer_pay_amount = ?,
+	if t.NotifyURL != "" {
+		t.notifySeq = old.notifySeq + 1
+	}
+	// A Write: on PostgreSQL the update rides with the batch's other
+	// writes, and a row count other than 1 fails the batch there.
+	err := q.Write(ctx, 1, `UPDATE trades SET status = ?, buyer_id = ?, buyer_pay_amount = ?,
 		refunded_amount = ?, logistics_company = ?, tracking_no = ?, refunds_open = ?, paid_at = ?,
 		shipped_at = ?, finished_at = ?, closed_at = ?, confirm_due = ?, discount_amount = ?, campaign_id = ?,
-		campaign_label = ?, budget_account = ?
+		campaign_label = ?, budget_account = ?, notify_seq = ?
 		WHERE trade_no = ? AND status = ? AND refunded_amount = ?`,
 		string(t.Status), t.BuyerID, int64(t.BuyerPayAmount), int64(t.RefundedAmount),
 		t.LogisticsCompany, t.TrackingNo, int64(t.RefundsOpen), nanos(t.PaidAt), nanos(t.ShippedAt),
 		nanos(t.FinishedAt), nanos(t.ClosedAt), nanos(t.ConfirmDue), int64(t.DiscountAmount), t.CampaignID,
-		t.CampaignLabel, t.BudgetAccount,
+		t.CampaignLabel, t.BudgetAccount, t.notifySeq,
 		t.TradeNo, string(old.Status), int64(old.RefundedAmount))
 	if err != nil {
 		return fmt.Errorf("trade: update %s: %w", t.TradeNo, err)
-	}
-	if n != 1 {
-		return fmt.Errorf("trade: update %s: %d rows changed, want 1: moved concurrently", t.TradeNo, n)
 	}
 	return nil
 }
@@ -197,7 +204,7 @@ func loadRefund(ctx context.Context, q ledger.Querier, tradeNo, outRequestNo str
 }
 
 func insertRefund(ctx context.Context, q ledger.Querier, r *RefundRecord) error {
-	_, err := q.Exec(ctx, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+	err := q.Write(ctx, 1, `INSERT INTO refunds (`+refundColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 		r.TradeNo, r.OutRequestNo, int64(r.RefundAmount), r.Reason, r.Status, nanos(r.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("trade: insert refund %s/%s: %w", r.TradeNo, r.OutRequestNo, err)

@@ -100,6 +100,9 @@ func (m *Main) runBench(ctx context.Context) error {
 	}
 	cfg := ledgerload.HistoryLoad(accounts, fmt.Sprintf("run%d", time.Now().UnixNano()))
 	cfg.Workers, cfg.PerCall, cfg.Duration = workers, perCall, d
+	if m, ok := st.(ledgerload.Meter); ok {
+		cfg.Meter = m
+	}
 	bt := ledger.NewBatcher(st, time.Now)
 	defer bt.Close()
 	r, err := ledgerload.Run(ctx, bt, cfg)
