@@ -47,8 +47,14 @@ const (
 	cacheKiB = 256 * 1024
 	// mmapBytes is how much of the file reads may map.
 	mmapBytes = 1 << 30
-	// walCheckpointPages is how large the WAL grows before a checkpoint.
-	walCheckpointPages = 16384
+	// walCheckpointPages is how large the WAL grows before a checkpoint
+	// (256 MiB of 4 KiB pages). A checkpoint copies each page once however
+	// many commits wrote it since the last, so with a long history, whose
+	// index pages every batch dirties again, four times the WAL of 64 MiB
+	// wrote a third fewer bytes per transfer and took half again as many
+	// transfers a second (BENCHMARKS.md). The WAL is read back at start
+	// after a crash: a few seconds at most.
+	walCheckpointPages = 65536
 )
 
 // DB is the SQLite ledger store. It implements ledger.Store.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -24,12 +26,14 @@ import (
 type benchConfig struct {
 	action                                       string // prepare or ledger
 	db, accounts, transfers, workers, perCall, d string
+	cpuProfile                                   string
 }
 
 const benchUsage = `Usage: zhifu bench prepare|ledger [flags]
 
   prepare   write a ledger history: --db, --accounts, --transfers
   ledger    run load on a prepared history: --db, --accounts, --workers, --per-call, --duration
+            (--cpu-profile FILE writes a CPU profile of the run, for go tool pprof)
 `
 
 func (m *Main) benchFlags() []serveFlag {
@@ -41,6 +45,7 @@ func (m *Main) benchFlags() []serveFlag {
 		{"workers", "ZHIFU_BENCH_WORKERS", "ledger: concurrent callers", &b.workers, "64"},
 		{"per-call", "ZHIFU_BENCH_PER_CALL", "ledger: transfers each caller submits at once", &b.perCall, "128"},
 		{"duration", "ZHIFU_BENCH_DURATION", "ledger: how long to run", &b.d, "10s"},
+		{"cpu-profile", "ZHIFU_BENCH_CPU_PROFILE", "ledger: write a CPU profile of the run to this file", &b.cpuProfile, ""},
 	}
 }
 
@@ -105,6 +110,17 @@ func (m *Main) runBench(ctx context.Context) error {
 	}
 	bt := ledger.NewBatcher(st, time.Now)
 	defer bt.Close()
+	if b.cpuProfile != "" {
+		f, err := os.Create(b.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	r, err := ledgerload.Run(ctx, bt, cfg)
 	if err != nil {
 		return err
