@@ -94,3 +94,43 @@ func TestMigrationsRecorded(t *testing.T) {
 		t.Fatalf("open with another program's migration 3: %v", err)
 	}
 }
+
+// A transfer inserted twice, which the ledger's rules never let through,
+// rolls the whole transaction back (INSERT OR ROLLBACK keeps no statement
+// journal), and the writer goes on working afterwards.
+func TestDuplicateInsertRollsBack(t *testing.T) {
+	ctx := context.Background()
+	st := backend.Open(t, backend.NewDatabase(t))
+	if _, err := ledger.CreateAccounts(ctx, st, []ledger.Account{{ID: 1, Ledger: 156, Code: 10},
+		{ID: 2, Ledger: 156, Code: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	t1 := ledger.Transfer{ID: "t1", DebitAccountID: 1, CreditAccountID: 2, Amount: 5, Ledger: 156, Code: 1}
+	if _, err := ledger.Commit(ctx, st, [][]ledger.Transfer{{t1}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := st.Update(ctx, func(tx ledger.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TABLE dup_probe (x INTEGER)`); err != nil {
+			return err
+		}
+		t2 := t1
+		t2.ID = "t2"
+		return tx.InsertTransfers(ctx, []ledger.Transfer{t2, t1})
+	})
+	if err == nil {
+		t.Fatal("a duplicate transfer id was inserted")
+	}
+	var n int
+	if err := st.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'dup_probe'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the failed transaction's table: %d (%v), want none", n, err)
+	}
+	if got, err := st.LookupTransfers(ctx, []string{"t2"}); err != nil || len(got) != 0 {
+		t.Fatalf("the failed transaction's transfer: %v (%v), want none", got, err)
+	}
+	t3 := t1
+	t3.ID = "t3"
+	res, err := ledger.Commit(ctx, st, [][]ledger.Transfer{{t3}}, 2)
+	if err != nil || res[0][0] != ledger.TransferOK {
+		t.Fatalf("commit after the rollback: %v %v", res, err)
+	}
+}

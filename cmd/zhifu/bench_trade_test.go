@@ -25,6 +25,9 @@ const benchClients = 64
 //
 //	go test -run '^$' -bench PaidTrades -benchtime 5000x ./cmd/zhifu
 //
+// ZHIFU_BENCH_HISTORY_SQLITE and ZHIFU_BENCH_HISTORY_POSTGRES start it on
+// a prepared ledger history instead of an empty database (benchDatabase).
+//
 // Setting ZHIFU_BENCH_CPUPROFILE=prefix writes a CPU profile of the timed
 // loop alone to prefix-<backend>.prof (go test -cpuprofile would mostly
 // show the set-up's password hashing).
@@ -76,7 +79,7 @@ func newTradeBench(b *testing.B, backend string) *tradeBench {
 func newTradeBenchWith(b *testing.B, backend string, configure func(*testMain)) *tradeBench {
 	b.Helper()
 	dir := b.TempDir()
-	db := testDatabase(b, dir, backend)
+	db := benchDatabase(b, dir, backend)
 	tm := newTestMain(nil)
 	if configure != nil {
 		configure(tm)

@@ -82,6 +82,55 @@ func testDatabase(t testing.TB, dir, backend string) string {
 	return u
 }
 
+// benchDatabase is testDatabase for benchmarks, which may start on a
+// prepared ledger history (zhifu bench prepare) instead of an empty
+// database: ZHIFU_BENCH_HISTORY_SQLITE names a prepared SQLite file, copied
+// for the run, and ZHIFU_BENCH_HISTORY_POSTGRES a prepared PostgreSQL
+// database, copied as a template. The history's accounts are clear of the
+// platform's, so the platform runs on it as on a database of its own.
+func benchDatabase(b testing.TB, dir, backend string) string {
+	b.Helper()
+	switch {
+	case backend == "sqlite" && testGetenv("ZHIFU_BENCH_HISTORY_SQLITE") != "":
+		path := filepath.Join(dir, "zhifu.db")
+		if err := copyFile(testGetenv("ZHIFU_BENCH_HISTORY_SQLITE"), path); err != nil {
+			b.Fatalf("ZHIFU_BENCH_HISTORY_SQLITE: %v", err)
+		}
+		return "sqlite://" + path
+	case backend == "postgres" && testGetenv("ZHIFU_BENCH_HISTORY_POSTGRES") != "":
+		base := postgres.DefaultTestURL
+		if u := testGetenv("ZHIFU_TEST_POSTGRES"); u != "" {
+			base = u
+		}
+		u, drop, err := postgres.CreateTestDatabaseFrom(context.Background(), base, testGetenv("ZHIFU_BENCH_HISTORY_POSTGRES"))
+		if err != nil {
+			b.Fatalf("ZHIFU_BENCH_HISTORY_POSTGRES: %v", err)
+		}
+		b.Cleanup(drop)
+		return u
+	}
+	return testDatabase(b, dir, backend)
+}
+
+// copyFile copies a closed SQLite database (one file: its WAL checkpointed
+// into it at close) to dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // newEnv starts the platform on a fresh database of the given backend, with
 // a manual clock starting at the real time.
 func newEnv(t *testing.T, backend string) *env {
