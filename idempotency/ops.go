@@ -62,7 +62,10 @@ func (g *guard) Record(ctx context.Context, tx ledger.Tx, applied bool) error {
 	if !applied || g.over.Load() {
 		return nil
 	}
-	n, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, created_at)
+	// No row written means another process recorded the key after Check:
+	// the Write's count error is an ErrConflict, so the transaction runs
+	// again and Check sees the key.
+	err := tx.Write(ctx, 1, `INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, created_at)
 		VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
 			state = excluded.state, status = 0, content_type = '', body = '', created_at = excluded.created_at
@@ -71,11 +74,6 @@ func (g *guard) Record(ctx context.Context, tx ledger.Tx, applied bool) error {
 		stateDone, stateApplied, g.now.Add(-TTL).UnixNano())
 	if err != nil {
 		return fmt.Errorf("record idempotency key: %w", err)
-	}
-	if n != 1 {
-		// Another process recorded the key after Check: abort, and the op
-		// alone will see it.
-		return fmt.Errorf("idempotency key recorded concurrently: %w", ledger.ErrConflict)
 	}
 	return nil
 }
@@ -94,7 +92,7 @@ func (o *storeOp) Keys() []string { return []string{keyOf(o.req)} }
 func (o *storeOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) { return nil, nil }
 
 func (o *storeOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
-	_, err := tx.Exec(ctx, `INSERT INTO idempotency_keys
+	err := tx.Write(ctx, -1, `INSERT INTO idempotency_keys
 		(scope, idem_key, request_hash, state, status, content_type, body, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
