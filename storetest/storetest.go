@@ -43,6 +43,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Property", func(t *testing.T) { testProperty(t, fresh) })
 	t.Run("BulkLane", func(t *testing.T) { testBulkLane(t, fresh(t)) })
 	t.Run("Writes", func(t *testing.T) { testWrites(t, fresh(t)) })
+	t.Run("Meter", func(t *testing.T) { testMeter(t, fresh(t)) })
 	t.Run("OpsPayOnce", func(t *testing.T) {
 		loc := b.NewDatabase(t)
 		testOps(t, b.Open(t, loc), b.Open(t, loc))

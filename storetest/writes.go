@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -107,5 +108,45 @@ func testWrites(t *testing.T, st ledger.Store) {
 	}
 	if err := st.Reader().Write(ctx, 1, `DELETE FROM wtest WHERE id = ?`, 1); !errors.As(err, &wc) {
 		t.Fatalf("second delete of one row: %v, want a WriteCountError", err)
+	}
+}
+
+// testMeter checks a store's count of bytes written, which the ledger
+// benchmarks divide by the transfers committed: committing transfers
+// makes it grow by at least their rows' size, and it never goes back.
+func testMeter(t *testing.T, st ledger.Store) {
+	m, ok := st.(interface {
+		BytesWritten(ctx context.Context) (int64, error)
+	})
+	if !ok {
+		t.Fatalf("%T does not say how many bytes it wrote", st)
+	}
+	mustCreate(t, st, bank(1), wallet(2))
+	before, err := m.BytesWritten(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	var ts []ledger.Transfer
+	for i := range n {
+		ts = append(ts, tr(fmt.Sprint("meter-", i), 1, 2, 1))
+	}
+	commit(t, st, ts...)
+	after, err := m.BytesWritten(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < n*40 {
+		t.Fatalf("%d bytes written for %d transfers: fewer than their rows", after-before, n)
+	}
+	if _, err := st.LookupTransfers(ctx, []string{"meter-1"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.BytesWritten(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again < after {
+		t.Fatalf("bytes written went back from %d to %d", after, again)
 	}
 }
