@@ -193,11 +193,17 @@ func (k *Keeper) Do(ctx context.Context, req Request, run func(ctx context.Conte
 	var g *guard
 	switch {
 	case row == nil:
+		// The key's guard is checked before the fresh ones: a copy of
+		// this request that another process committed since the look
+		// above (a load balancer resending it when the first node died
+		// after sending its commit) is then answered IDEMPOTENCY_KEY_IN_USE,
+		// and the client's retry gets the first copy's answer, rather than
+		// the copy's spent nonce being refused as a replay.
+		g = &guard{req: req, now: k.cfg.Clock.Now()}
+		ctx = ledger.WithGuard(ctx, g)
 		for _, f := range req.Fresh {
 			ctx = ledger.WithGuard(ctx, f)
 		}
-		g = &guard{req: req, now: k.cfg.Clock.Now()}
-		ctx = ledger.WithGuard(ctx, g)
 	case row.hash != req.Hash:
 		k.forget(id)
 		return Response{}, false, errReused()
