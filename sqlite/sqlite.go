@@ -52,8 +52,8 @@ const (
 	// many commits wrote it since the last, so with a long history, whose
 	// index pages every batch dirties again, four times the WAL of 64 MiB
 	// wrote a third fewer bytes per transfer and took half again as many
-	// transfers a second (BENCHMARKS.md). The WAL is read back at start
-	// after a crash: a few seconds at most.
+	// transfers a second (BENCHMARKS.md). A restart after a crash reads
+	// back at most this much WAL.
 	walCheckpointPages = 65536
 )
 
