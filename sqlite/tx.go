@@ -18,15 +18,15 @@ type writeTx struct {
 }
 
 func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
-	return lookupAccounts(ctx, w.tx, ids)
+	return lookupAccounts(ctx, w.querier, ids)
 }
 
 func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
-	return lookupTransfers(ctx, w.tx, ids)
+	return lookupTransfers(ctx, w.querier, ids)
 }
 
 func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]ledger.TransferFlags, error) {
-	rows, err := w.tx.QueryContext(ctx, `SELECT pending_id, flags FROM transfers
+	rows, err := w.QueryContext(ctx, `SELECT pending_id, flags FROM transfers
 		WHERE pending_id IN (SELECT value FROM json_each(?))`, jsonStrings(pendingIDs))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load resolutions: %w", err)
@@ -45,13 +45,9 @@ func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map
 }
 
 func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
-	stmt, err := w.tx.PrepareContext(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return fmt.Errorf("sqlite: insert accounts: %w", err)
-	}
-	defer stmt.Close()
 	for _, a := range accounts {
-		if _, err := stmt.ExecContext(ctx, a.ID, a.Ledger, a.Code, a.Flags, a.DebitsPending, a.DebitsPosted,
+		if _, err := w.ExecContext(ctx, `INSERT INTO accounts (`+accountColumns+`) VALUES (?,?,?,?,?,?,?,?,?)`,
+			a.ID, a.Ledger, a.Code, a.Flags, a.DebitsPending, a.DebitsPosted,
 			a.CreditsPending, a.CreditsPosted, a.Timestamp); err != nil {
 			return fmt.Errorf("sqlite: insert account %d: %w", a.ID, err)
 		}
@@ -79,18 +75,32 @@ func insertTransfersSQL(rows int) string {
 	return b.String()
 }
 
-var insertChunkSQL = insertTransfersSQL(insertChunkRows)
+// insertSQL holds the multi-row INSERT for each power of two of rows up
+// to insertChunkRows. A batch of n transfers goes in chunks of those sizes
+// (25 as 16, 8 and 1), so that the statements are always the same few and
+// the statement cache keeps them, rather than SQLite parsing a statement of
+// 12n placeholders on every commit.
+var insertSQL = func() map[int]string {
+	m := make(map[int]string)
+	for n := 1; n <= insertChunkRows; n *= 2 {
+		m[n] = insertTransfersSQL(n)
+	}
+	return m
+}()
+
+// insertChunk is the number of rows of the next chunk of a batch of n.
+func insertChunk(n int) int {
+	c := 1
+	for c*2 <= n && c*2 <= insertChunkRows {
+		c *= 2
+	}
+	return c
+}
 
 func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
-	args := make([]any, 0, insertChunkRows*transferColumnCount)
-	var chunk *sql.Stmt
-	defer func() {
-		if chunk != nil {
-			chunk.Close()
-		}
-	}()
+	args := make([]any, 0, min(len(transfers), insertChunkRows)*transferColumnCount)
 	for len(transfers) > 0 {
-		n := min(len(transfers), insertChunkRows)
+		n := insertChunk(len(transfers))
 		args = args[:0]
 		for _, t := range transfers[:n] {
 			var pending any
@@ -100,18 +110,7 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 			args = append(args, t.ID, t.DebitAccountID, t.CreditAccountID, t.Amount, pending, t.Ledger,
 				t.Code, t.Flags, t.UserData, t.Timestamp, t.DebitBalance, t.CreditBalance)
 		}
-		var err error
-		if n == insertChunkRows {
-			if chunk == nil {
-				if chunk, err = w.tx.PrepareContext(ctx, insertChunkSQL); err != nil {
-					return fmt.Errorf("sqlite: insert transfers: %w", err)
-				}
-			}
-			_, err = chunk.ExecContext(ctx, args...)
-		} else {
-			_, err = w.tx.ExecContext(ctx, insertTransfersSQL(n), args...)
-		}
-		if err != nil {
+		if _, err := w.ExecContext(ctx, insertSQL[n], args...); err != nil {
 			return fmt.Errorf("sqlite: insert transfers: %w", err)
 		}
 		transfers = transfers[n:]
@@ -120,14 +119,10 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 }
 
 func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) error {
-	stmt, err := w.tx.PrepareContext(ctx, `UPDATE accounts SET debits_pending = ?, debits_posted = ?,
-		credits_pending = ?, credits_posted = ? WHERE id = ?`)
-	if err != nil {
-		return fmt.Errorf("sqlite: update accounts: %w", err)
-	}
-	defer stmt.Close()
 	for _, a := range accounts {
-		if _, err := stmt.ExecContext(ctx, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID); err != nil {
+		if _, err := w.ExecContext(ctx, `UPDATE accounts SET debits_pending = ?, debits_posted = ?,
+		credits_pending = ?, credits_posted = ? WHERE id = ?`,
+			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID); err != nil {
 			return fmt.Errorf("sqlite: update account %d: %w", a.ID, err)
 		}
 	}
