@@ -17,10 +17,13 @@ type Tx interface {
 	// LoadResolutions reports which of the given pending transfers have been
 	// posted or voided: pending id → PostPending or VoidPending.
 	LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]TransferFlags, error)
-	// InsertAccounts, InsertTransfers and UpdateAccounts write rows.
+	// InsertAccounts and InsertTransfers write rows.
 	InsertAccounts(ctx context.Context, accounts []Account) error
 	InsertTransfers(ctx context.Context, transfers []Transfer) error
-	UpdateAccounts(ctx context.Context, accounts []Account) error
+	// UpdateAccounts writes the accounts' balances and returns the rows
+	// as the database holds them after the write (UPDATE … RETURNING),
+	// in any order: the ledger checks them against what it wrote.
+	UpdateAccounts(ctx context.Context, accounts []Account) ([]Account, error)
 	// Querier runs business statements in the same transaction.
 	Querier
 }

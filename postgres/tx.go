@@ -126,31 +126,32 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 	return nil
 }
 
-// UpdateAccounts writes the balances of all accounts in one statement.
-func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) error {
+// UpdateAccounts writes the balances of all accounts in one statement and
+// returns the rows as written.
+func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) ([]ledger.Account, error) {
 	if err := w.p.flush(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if len(accounts) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(accounts)
 	id, dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, a := range accounts {
 		id[i], dpend[i], dpost[i], cpend[i], cpost[i] = a.ID, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
 	}
-	tag, err := w.tx.Exec(ctx, `UPDATE accounts a SET debits_pending = v.dpend, debits_posted = v.dpost,
+	rows, err := w.tx.Query(ctx, `UPDATE accounts a SET debits_pending = v.dpend, debits_posted = v.dpost,
 		credits_pending = v.cpend, credits_posted = v.cpost
 		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dpend, dpost, cpend, cpost)
-		WHERE a.id = v.id`, id, dpend, dpost, cpend, cpost)
+		WHERE a.id = v.id
+		RETURNING a.id, a.ledger, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, a.ts`,
+		id, dpend, dpost, cpend, cpost)
 	if err != nil {
-		return fmt.Errorf("postgres: update accounts: %w", err)
+		return nil, fmt.Errorf("postgres: update accounts: %w", err)
 	}
-	// Every account was locked by this transaction, so each must be there
-	// exactly once; anything else is a bug upstream, and committing would
-	// leave balances that disagree with the transfers.
-	if tag.RowsAffected() != int64(n) {
-		return fmt.Errorf("postgres: update accounts: updated %d rows of %d", tag.RowsAffected(), n)
+	written, err := scanAccounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: update accounts: %w", err)
 	}
-	return nil
+	return written, nil
 }
