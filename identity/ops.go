@@ -158,9 +158,18 @@ type nonceGuard struct {
 
 func (g *nonceGuard) Keys() []string { return []string{"nonce:" + g.merchantID + ":" + g.nonce} }
 
+// nonceSpentSQL finds a spent nonce.
+const nonceSpentSQL = `SELECT 1 FROM nonces WHERE merchant_id = ? AND nonce = ?`
+
+// Reads names Check's read, for a store to run with the batch's others
+// (ledger.Prefetcher).
+func (g *nonceGuard) Reads() []ledger.Read {
+	return []ledger.Read{{Query: nonceSpentSQL, Args: []any{g.merchantID, g.nonce}}}
+}
+
 func (g *nonceGuard) Check(ctx context.Context, tx ledger.Tx) (error, error) {
 	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM nonces WHERE merchant_id = ? AND nonce = ?`, g.merchantID, g.nonce).Scan(&one)
+	err := tx.QueryRow(ctx, nonceSpentSQL, g.merchantID, g.nonce).Scan(&one)
 	switch {
 	case errors.Is(err, ledger.ErrNoRows):
 		return nil, nil

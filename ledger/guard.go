@@ -104,6 +104,21 @@ func (o *guarded) Keys() []string {
 	return keys
 }
 
+// Reads names the guards' reads and the op's, in the order Prepare makes
+// them (Prefetcher).
+func (o *guarded) Reads() []Read {
+	var reads []Read
+	for _, g := range o.guards {
+		if p, ok := g.(Prefetcher); ok {
+			reads = append(reads, p.Reads()...)
+		}
+	}
+	if p, ok := o.op.(Prefetcher); ok {
+		reads = append(reads, p.Reads()...)
+	}
+	return reads
+}
+
 func (o *guarded) Prepare(ctx context.Context, tx Tx) ([]Transfer, error) {
 	o.refusal = nil
 	for _, g := range o.guards {

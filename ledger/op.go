@@ -34,6 +34,32 @@ type Op interface {
 	Finish(ctx context.Context, tx Tx, results []TransferResult) error
 }
 
+// Read is a query an op's Prepare will run, named before it runs
+// (Prefetcher): its text, as the op will pass it to the Querier, and its
+// arguments.
+type Read struct {
+	Query string
+	Args  []any
+}
+
+// Prefetcher is an op that can name, before its Prepare, reads its Prepare
+// will make: the row it locks, the nonce it looks up. A store that pays a
+// round trip per statement (PostgreSQL) runs all the named reads of a batch
+// at once, in one round trip, and answers the Prepares' reads from what
+// came back; a store without round trips (SQLite) does not implement
+// Prefetching, and the reads run as usual. Naming a read is only a hint:
+// one named but not made costs its share of that round trip, one made but
+// not named runs on its own, and a prefetched answer is given only while
+// the transaction has written nothing since it was read.
+type Prefetcher interface {
+	Reads() []Read
+}
+
+// Prefetching is a Tx that runs named reads ahead of the ops' Prepares.
+type Prefetching interface {
+	Prefetch(ctx context.Context, reads []Read) error
+}
+
 // Querier runs business statements. Queries are written once, with ?
 // placeholders; each store rewrites them for its database. A query that ends
 // in " FOR UPDATE" locks the rows it reads where the database has row locks
@@ -136,6 +162,9 @@ func commitOps(ctx context.Context, st Store, ops []Op, now int64) (created int,
 	sort.SliceStable(ops, func(i, j int) bool { return firstKey(ops[i]) < firstKey(ops[j]) })
 	err = st.Update(ctx, func(tx Tx) error {
 		created = 0
+		if err := prefetch(ctx, tx, ops); err != nil {
+			return err
+		}
 		subs := make([][]Transfer, len(ops))
 		for i, op := range ops {
 			var err error
@@ -172,6 +201,25 @@ func commitOps(ctx context.Context, st Store, ops []Op, now int64) (created int,
 		created = 0
 	}
 	return created, err
+}
+
+// prefetch runs the reads the ops name (Prefetcher), if the store can run
+// them ahead.
+func prefetch(ctx context.Context, tx Tx, ops []Op) error {
+	pf, ok := tx.(Prefetching)
+	if !ok {
+		return nil
+	}
+	var reads []Read
+	for _, op := range ops {
+		if p, ok := op.(Prefetcher); ok {
+			reads = append(reads, p.Reads()...)
+		}
+	}
+	if len(reads) == 0 {
+		return nil
+	}
+	return pf.Prefetch(ctx, reads)
 }
 
 func firstKey(op Op) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"zhifu/ledger"
 )
@@ -36,6 +37,11 @@ type pipeline struct {
 	batch   *pgx.Batch
 	queries []string
 	want    []int64
+
+	// Reads run ahead for the ops' Prepares (Prefetch), by readKey,
+	// until the transaction writes.
+	prefetched map[string]*prefetched
+	typeMap    *pgtype.Map
 }
 
 // Limits.
@@ -119,6 +125,7 @@ func rebind(query string) string {
 }
 
 func (q querier) Write(ctx context.Context, want int64, query string, args ...any) error {
+	q.p.wrote()
 	if q.p != nil {
 		return q.p.queue(ctx, want, rebind(query), args)
 	}
@@ -130,6 +137,7 @@ func (q querier) Write(ctx context.Context, want int64, query string, args ...an
 }
 
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	q.p.wrote()
 	if err := q.p.flush(ctx); err != nil {
 		return 0, err
 	}
@@ -141,6 +149,9 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
+	if pf := q.p.take(query, args); pf != nil {
+		return &prefetchedRows{pf: pf, typeMap: q.p.typeMap}, nil
+	}
 	if err := q.p.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -152,6 +163,9 @@ func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.R
 }
 
 func (q querier) QueryRow(ctx context.Context, query string, args ...any) ledger.Row {
+	if pf := q.p.take(query, args); pf != nil {
+		return prefetchedRow{&prefetchedRows{pf: pf, typeMap: q.p.typeMap}}
+	}
 	if err := q.p.flush(ctx); err != nil {
 		return errRow{err}
 	}

@@ -66,6 +66,7 @@ func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map
 // each other rather than deadlock. A duplicate id fails with
 // unique_violation, which makes Update run the transaction again.
 func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account) error {
+	w.p.wrote()
 	if err := w.p.flush(ctx); err != nil {
 		return err
 	}
@@ -96,6 +97,7 @@ var transferColumnNames = []string{"id", "debit_account_id", "credit_account_id"
 // pending_id with unique_violation, which makes Update run the transaction
 // again.
 func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
+	w.p.wrote()
 	if err := w.p.flush(ctx); err != nil {
 		return err
 	}
@@ -129,6 +131,7 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 // UpdateAccounts writes the balances of all accounts in one statement and
 // returns the rows as written.
 func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) ([]ledger.Account, error) {
+	w.p.wrote()
 	if err := w.p.flush(ctx); err != nil {
 		return nil, err
 	}

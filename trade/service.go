@@ -90,6 +90,12 @@ func (o *moveOp) Keys() []string { return o.keys }
 // refusal (ledger.Applier).
 func (o *moveOp) Applied() bool { return o.ch.refusal == nil && o.ch.trade != nil }
 
+// Reads names the locked read of the trade Prepare starts with
+// (ledger.Prefetcher).
+func (o *moveOp) Reads() []ledger.Read {
+	return []ledger.Read{{Query: lockTradeSQL, Args: []any{o.tradeNo}}}
+}
+
 func (o *moveOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
 	o.old, o.ch, o.budgetShort = nil, change{}, false
 	t, err := loadTrade(ctx, tx, o.tradeNo, true)

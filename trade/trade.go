@@ -118,10 +118,16 @@ func scanTrade(row ledger.Row) (*Trade, error) {
 // loadTrade reads one trade by trade_no; lock adds FOR UPDATE, which holds
 // the row until the transaction ends on PostgreSQL. A missing trade is
 // (nil, nil).
+// loadTradeSQL reads a trade by trade_no; lockTradeSQL also locks it.
+const (
+	loadTradeSQL = `SELECT ` + tradeColumns + ` FROM trades WHERE trade_no = ?`
+	lockTradeSQL = loadTradeSQL + ` FOR UPDATE`
+)
+
 func loadTrade(ctx context.Context, q ledger.Querier, tradeNo string, lock bool) (*Trade, error) {
-	query := `SELECT ` + tradeColumns + ` FROM trades WHERE trade_no = ?`
+	query := loadTradeSQL
 	if lock {
-		query += ` FOR UPDATE`
+		query = lockTradeSQL
 	}
 	t, err := scanTrade(q.QueryRow(ctx, query, tradeNo))
 	if errors.Is(err, ledger.ErrNoRows) {
