@@ -1,0 +1,142 @@
+package trade
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"zhifu"
+	"zhifu/ledger"
+	"zhifu/postgres"
+	"zhifu/sqlite"
+)
+
+// racedCreate is a createOp whose first Prepare is followed, before its
+// Finish, by another process creating the same out_trade_no: on a store
+// that reads ahead the op found it free, so its insert must find it taken
+// and the transaction run again.
+type racedCreate struct {
+	*createOp
+	other    ledger.Store
+	raced    bool
+	prepares int
+}
+
+func (o *racedCreate) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
+	o.prepares++
+	subs, err := o.createOp.Prepare(ctx, tx)
+	if err == nil && !o.raced {
+		o.raced = true
+		rival := *o.createOp.trade
+		rival.TradeNo = "20260102" + "999999999999999999"
+		err = o.other.Update(ctx, func(tx ledger.Tx) error {
+			_, err := insertTrade(ctx, tx, &rival)
+			return err
+		})
+	}
+	return subs, err
+}
+
+// A create inserts a new out_trade_no, answers a repeat with the trade it
+// made, refuses one with other parameters, and, when another process takes
+// the out_trade_no meanwhile, answers with that process's trade: on SQLite
+// (insert first) and on PostgreSQL (look-up read ahead, insert held).
+func TestCreateOutTradeNo(t *testing.T) {
+	ctx := context.Background()
+	stores := map[string]func(t *testing.T) (ledger.Store, ledger.Store){
+		"sqlite": func(t *testing.T) (ledger.Store, ledger.Store) {
+			path := filepath.Join(t.TempDir(), "t.db")
+			a, err := sqlite.Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := sqlite.Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a, b
+		},
+		"postgres": func(t *testing.T) (ledger.Store, ledger.Store) {
+			base := os.Getenv("ZHIFU_TEST_POSTGRES")
+			if base == "" {
+				base = postgres.DefaultTestURL
+			}
+			url, drop, err := postgres.CreateTestDatabase(ctx, base)
+			if err != nil {
+				t.Fatalf("PostgreSQL is required (set ZHIFU_TEST_POSTGRES): %v", err)
+			}
+			t.Cleanup(drop)
+			a, err := postgres.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := postgres.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(); b.Close() })
+			return a, b
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			st, other := open(t)
+			create := func(tr *Trade, out string) *createOp {
+				tr.OutTradeNo = out
+				return &createOp{key: "out:" + out, trade: tr}
+			}
+			commit := func(op ledger.Op) {
+				t.Helper()
+				if err := ledger.CommitOps(ctx, st, []ledger.Op{op}, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			first := create(sample(Escrow, WaitBuyerPay), "o1")
+			commit(first)
+			if !first.Applied() {
+				t.Fatalf("new out_trade_no: existing %v refusal %v", first.existing, first.refusal)
+			}
+			again := sample(Escrow, WaitBuyerPay)
+			again.TradeNo = "20260102" + "222222222222222222"
+			repeat := create(again, "o1")
+			commit(repeat)
+			if repeat.Applied() || repeat.existing == nil || repeat.existing.TradeNo != first.trade.TradeNo {
+				t.Fatalf("repeat: existing %v refusal %v", repeat.existing, repeat.refusal)
+			}
+			other1 := sample(Escrow, WaitBuyerPay)
+			other1.TradeNo, other1.ParamsHash = "20260102"+"333333333333333333", "another"
+			changed := create(other1, "o1")
+			commit(changed)
+			if changed.refusal == nil || changed.refusal.Code != zhifu.ContextInconsistent {
+				t.Fatalf("other parameters: existing %v refusal %v", changed.existing, changed.refusal)
+			}
+
+			mine := sample(Escrow, WaitBuyerPay)
+			mine.TradeNo = "20260102" + "444444444444444444"
+			raced := &racedCreate{createOp: create(mine, "o2"), other: other}
+			if name == "sqlite" {
+				// One writer at a time: the other process can only have
+				// taken it before this transaction began.
+				rival := *mine
+				rival.TradeNo = "20260102" + "999999999999999999"
+				if err := other.Update(ctx, func(tx ledger.Tx) error {
+					_, err := insertTrade(ctx, tx, &rival)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				raced.raced = true
+			}
+			commit(raced)
+			if name == "postgres" && raced.prepares != 2 {
+				t.Fatalf("raced: %d prepares, want 2 (the insert finds the row taken, the transaction runs again)", raced.prepares)
+			}
+			if raced.Applied() || raced.existing == nil || raced.existing.TradeNo != "20260102"+"999999999999999999" {
+				t.Fatalf("raced: existing %v refusal %v after %d prepares", raced.existing, raced.refusal, raced.prepares)
+			}
+		})
+	}
+}
