@@ -166,21 +166,12 @@ func (s *Service) userExists(ctx context.Context, userID string) error {
 
 // createOp inserts a trade unless its out_trade_no exists. The key keeps
 // two creations of one out_trade_no out of one batch; across processes the
-// unique index decides. How the op looks for the out_trade_no depends on the
-// store. Where a batch's reads run ahead in one round trip
-// (ledger.Prefetching: PostgreSQL), Prepare reads the out_trade_no (the
-// answer is there already) and a new trade is a held Write, so a create
-// costs no round trip of its own; a row taken by another process after the
-// read makes the Write's count 0, and the transaction runs again. Elsewhere
-// (SQLite, where a statement costs CPU, not a round trip) the insert goes
-// first, and only an insert that finds the row taken reads it: a new trade
-// is one statement.
+// unique index decides, and the one that finds the row taken reads it. The
+// common case, a new trade, is one statement.
 type createOp struct {
 	key   string
 	trade *Trade
 
-	ahead    bool   // Prepare read the out_trade_no (a store that reads ahead)
-	found    *Trade // what it found
 	existing *Trade
 	refusal  *zhifu.Error
 }
@@ -190,49 +181,25 @@ func (o *createOp) Keys() []string { return []string{o.key} }
 // Applied says whether the op created the trade (ledger.Applier).
 func (o *createOp) Applied() bool { return o.existing == nil && o.refusal == nil }
 
-// Reads names the look-up of the out_trade_no (ledger.Prefetcher).
-func (o *createOp) Reads() []ledger.Read {
-	return []ledger.Read{{Query: tradeByOutTradeNoSQL, Args: []any{o.trade.MerchantID, o.trade.OutTradeNo}}}
-}
-
-func (o *createOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
-	o.existing, o.refusal, o.found = nil, nil, nil
-	_, o.ahead = tx.(ledger.Prefetching)
-	if !o.ahead {
-		return nil, nil
-	}
-	t, err := scanTrade(tx.QueryRow(ctx, tradeByOutTradeNoSQL, o.trade.MerchantID, o.trade.OutTradeNo))
-	switch {
-	case errors.Is(err, ledger.ErrNoRows):
-	case err != nil:
-		return nil, fmt.Errorf("trade: look up out_trade_no: %w", err)
-	default:
-		o.found = t
-	}
+func (o *createOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
+	o.existing, o.refusal = nil, nil
 	return nil, nil
 }
 
 func (o *createOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
-	if o.ahead && o.found == nil {
-		if err := tx.Write(ctx, 1, insertTradeSQL, insertArgs(o.trade)...); err != nil {
-			return fmt.Errorf("trade: insert %s: %w", o.trade.TradeNo, err)
-		}
-		return nil
+	inserted, err := insertTrade(ctx, tx, o.trade)
+	if err != nil || inserted {
+		return err
 	}
-	t := o.found
-	if !o.ahead {
-		inserted, err := insertTrade(ctx, tx, o.trade)
-		if err != nil || inserted {
-			return err
-		}
-		if t, err = scanTrade(tx.QueryRow(ctx, tradeByOutTradeNoSQL, o.trade.MerchantID, o.trade.OutTradeNo)); err != nil {
-			return fmt.Errorf("trade: look up out_trade_no: %w", err)
-		}
-	}
-	if t.ParamsHash != o.trade.ParamsHash {
+	t, err := scanTrade(tx.QueryRow(ctx, `SELECT `+tradeColumns+` FROM trades
+		WHERE merchant_id = ? AND out_trade_no = ?`, o.trade.MerchantID, o.trade.OutTradeNo))
+	switch {
+	case err != nil:
+		return fmt.Errorf("trade: look up out_trade_no: %w", err)
+	case t.ParamsHash != o.trade.ParamsHash:
 		o.refusal = &zhifu.Error{Code: zhifu.ContextInconsistent, Param: "out_trade_no",
 			Message: fmt.Sprintf("out_trade_no %s was used for trade %s with other parameters", t.OutTradeNo, t.TradeNo)}
-	} else {
+	default:
 		o.existing = t
 	}
 	return nil

@@ -139,29 +139,19 @@ func loadTrade(ctx context.Context, q ledger.Querier, tradeNo string, lock bool)
 	return t, nil
 }
 
-// insertTradeSQL writes a new trade, unless the merchant's out_trade_no is
-// taken. Any other conflict, such as a repeated trade_no, is an error.
-const insertTradeSQL = `INSERT INTO trades (` + tradeColumns + `) VALUES
+// insertTrade writes a new trade, unless the merchant's out_trade_no is
+// taken (inserted is then false). Any other conflict, such as a repeated
+// trade_no, is an error.
+func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool, err error) {
+	n, err := q.Exec(ctx, `INSERT INTO trades (`+tradeColumns+`) VALUES
 		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`
-
-// tradeByOutTradeNoSQL reads a merchant's trade by its out_trade_no.
-const tradeByOutTradeNoSQL = `SELECT ` + tradeColumns + ` FROM trades WHERE merchant_id = ? AND out_trade_no = ?`
-
-// insertArgs are insertTradeSQL's arguments for t.
-func insertArgs(t *Trade) []any {
-	return []any{t.TradeNo, t.OutTradeNo, t.MerchantID, t.SellerID, t.BuyerID, string(t.Mode), t.Subject,
+		ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`,
+		t.TradeNo, t.OutTradeNo, t.MerchantID, t.SellerID, t.BuyerID, string(t.Mode), t.Subject,
 		int64(t.TotalAmount), int64(t.BuyerPayAmount), int64(t.DiscountAmount), int64(t.RefundedAmount),
-		string(t.Status), t.NotifyURL, int64(t.TimeoutExpress / time.Second), int64(t.ConfirmTimeout / time.Second),
+		string(t.Status), t.NotifyURL, int64(t.TimeoutExpress/time.Second), int64(t.ConfirmTimeout/time.Second),
 		t.ParamsHash, t.Source, t.LogisticsCompany, t.TrackingNo, int64(t.RefundsOpen),
 		nanos(t.CreatedAt), nanos(t.PaidAt), nanos(t.ShippedAt), nanos(t.FinishedAt), nanos(t.ClosedAt),
-		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount, t.notifySeq}
-}
-
-// insertTrade writes a new trade, unless the merchant's out_trade_no is
-// taken (inserted is then false).
-func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool, err error) {
-	n, err := q.Exec(ctx, insertTradeSQL, insertArgs(t)...)
+		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount, t.notifySeq)
 	if err != nil {
 		return false, fmt.Errorf("trade: insert %s: %w", t.TradeNo, err)
 	}
