@@ -29,6 +29,19 @@ func keyOf(r Request) string { return "idempotency:" + r.Scope + ":" + r.Key }
 // Check refuses the change if the key was recorded since the request's
 // look before it ran: another process applied a request with this key
 // meanwhile.
+// lockKeySQL reads and locks a request's key.
+const lockKeySQL = `SELECT request_hash, state, created_at FROM idempotency_keys
+		WHERE scope = ? AND idem_key = ? FOR UPDATE`
+
+// Reads names Check's read, for a store to run with the batch's others
+// (ledger.Prefetcher).
+func (g *guard) Reads() []ledger.Read {
+	if g.over.Load() {
+		return nil
+	}
+	return []ledger.Read{{Query: lockKeySQL, Args: []any{g.req.Scope, g.req.Key}}}
+}
+
 func (g *guard) Check(ctx context.Context, tx ledger.Tx) (error, error) {
 	g.refused.Store(false)
 	if g.over.Load() {
@@ -37,8 +50,7 @@ func (g *guard) Check(ctx context.Context, tx ledger.Tx) (error, error) {
 	var hash string
 	var state int
 	var created int64
-	err := tx.QueryRow(ctx, `SELECT request_hash, state, created_at FROM idempotency_keys
-		WHERE scope = ? AND idem_key = ? FOR UPDATE`, g.req.Scope, g.req.Key).Scan(&hash, &state, &created)
+	err := tx.QueryRow(ctx, lockKeySQL, g.req.Scope, g.req.Key).Scan(&hash, &state, &created)
 	switch {
 	case errors.Is(err, ledger.ErrNoRows):
 		return nil, nil
