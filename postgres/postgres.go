@@ -14,6 +14,12 @@
 // (postgres://h1:5432,h2:5432/db?target_session_attrs=read-write) makes the
 // pool dial, after a failover, whichever host now takes writes; a COMMIT
 // whose answer was lost is reported, never run again.
+//
+// A batch costs a few round trips, not one per statement: the reads its
+// ops name ahead (ledger.Prefetcher) go together in one, before the ops'
+// Prepares; the writes whose outcome no op reads (Querier.Write) wait and
+// go together before the next statement or the commit; transfers are
+// copied in (COPY) and balances written in one statement.
 package postgres
 
 import (
