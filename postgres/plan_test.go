@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -15,20 +14,7 @@ import (
 // thousands of ids its custom plan was a sequential scan.
 func TestBatchLookupsUseIndexes(t *testing.T) {
 	ctx := context.Background()
-	base := os.Getenv("ZHIFU_TEST_POSTGRES")
-	if base == "" {
-		base = DefaultTestURL
-	}
-	url, drop, err := CreateTestDatabase(ctx, base)
-	if err != nil {
-		t.Fatalf("PostgreSQL is required (set ZHIFU_TEST_POSTGRES): %v", err)
-	}
-	defer drop()
-	db, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	const accounts, transfers, batch = 10_000, 300_000, 5_000
 	for _, q := range []string{
 		fmt.Sprintf(`INSERT INTO accounts (id, ledger, code, flags, ts) SELECT g, 156, 1, 0, 0 FROM generate_series(1, %d) g`, accounts),

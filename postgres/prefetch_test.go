@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -15,20 +14,7 @@ import (
 // read takes its lock when it runs ahead.
 func TestPrefetch(t *testing.T) {
 	ctx := context.Background()
-	base := os.Getenv("ZHIFU_TEST_POSTGRES")
-	if base == "" {
-		base = DefaultTestURL
-	}
-	url, drop, err := CreateTestDatabase(ctx, base)
-	if err != nil {
-		t.Fatalf("PostgreSQL is required (set ZHIFU_TEST_POSTGRES): %v", err)
-	}
-	defer drop()
-	db, err := Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	for _, q := range []string{
 		`CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT NOT NULL, note TEXT)`,
 		`INSERT INTO kv VALUES ('a', 1, NULL), ('b', 10, 'ten')`,
@@ -50,7 +36,7 @@ func TestPrefetch(t *testing.T) {
 		err := tx.QueryRow(ctx, get, k).Scan(&v, &note)
 		return v, note, err
 	}
-	err = db.Update(ctx, func(tx ledger.Tx) error {
+	err := db.Update(ctx, func(tx ledger.Tx) error {
 		pf := tx.(ledger.Prefetching)
 		if err := pf.Prefetch(ctx, []ledger.Read{{Query: get, Args: []any{"a"}}, {Query: get, Args: []any{"b"}},
 			{Query: get, Args: []any{"missing"}}}); err != nil {
