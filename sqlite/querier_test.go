@@ -83,6 +83,20 @@ func TestStatementCache(t *testing.T) {
 		t.Fatal("bad statement kept")
 	}
 
+	// A whole row of a wide table (a trade has 31 columns) is kept.
+	wide := `SELECT count(*) FROM kv WHERE k IN (?` + strings.Repeat(`, ?`, 30) + `)`
+	wideArgs := make([]any, 31)
+	for i := range wideArgs {
+		wideArgs[i] = "w"
+	}
+	var w int64
+	if err := db.Reader().QueryRow(ctx, wide, wideArgs...).Scan(&w); err != nil || w != 0 {
+		t.Fatalf("31 placeholders: %d %v", w, err)
+	}
+	if !cached(db.readStmts, wide) {
+		t.Fatal("statement of 31 placeholders not kept")
+	}
+
 	// A long IN list is not kept: its text varies with its arguments.
 	args := make([]any, stmtPlaceholdersMax+1)
 	for i := range args {
@@ -126,6 +140,21 @@ func TestDialect(t *testing.T) {
 	} {
 		if got := dialect(in); got != want {
 			t.Errorf("dialect(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A batch of n transfers goes in chunks of powers of two, largest first, up
+// to insertChunkRows: always one of the few statements insertSQL holds.
+func TestInsertChunks(t *testing.T) {
+	for n := 1; n <= 3*insertChunkRows+7; n++ {
+		left, prev := n, insertChunkRows
+		for left > 0 {
+			c := insertChunk(left)
+			if _, ok := insertSQL[c]; !ok || c > left || c > prev {
+				t.Fatalf("n=%d: chunk of %d with %d left after %d", n, c, left, prev)
+			}
+			left, prev = left-c, c
 		}
 	}
 }
