@@ -265,6 +265,46 @@ func TestGradientClassMix(t *testing.T) {
 	}
 }
 
+// Queries steer beside the highest class: windows of fast payments and
+// queries slowed to many times their best cut the limit, where slow
+// changes (withdrawals waiting on their banks) beside fast payments do not.
+// And a window grows the limit by √limit at most, however fast it was.
+func TestGradientQueriesSteer(t *testing.T) {
+	mixed := func(g *Gradient, clock *testClock, lower Class, lowerTook time.Duration) {
+		for range 20 {
+			clock.Advance(g.cfg.Window / 40)
+			g.Sample(clock.Now(), Pay, 4*time.Millisecond, 90, false)
+			clock.Advance(g.cfg.Window / 40)
+			g.Sample(clock.Now(), lower, lowerTook, 90, false)
+		}
+	}
+	for _, tc := range []struct {
+		lower Class
+		cut   bool
+	}{{Query, true}, {Change, false}} {
+		clock := newTestClock()
+		g := NewGradient(GradientConfig{Initial: 100})
+		for range 10 {
+			mixed(g, clock, tc.lower, 10*time.Millisecond)
+		}
+		before := g.Limit()
+		for range 10 {
+			mixed(g, clock, tc.lower, 400*time.Millisecond)
+		}
+		if got := g.Limit(); (got < before) != tc.cut {
+			t.Errorf("%s slowed 40× beside fast payments: limit %d → %d, want cut %v", tc.lower, before, got, tc.cut)
+		}
+	}
+
+	clock := newTestClock()
+	g := NewGradient(GradientConfig{Initial: 100})
+	feed(g, clock, Pay, 10*time.Millisecond, 90, 20)
+	feed(g, clock, Pay, 100*time.Microsecond, 90, 20) // far faster than the baseline
+	if got := g.Limit(); got > 100+10 {
+		t.Fatalf("limit after one fast window = %d, want at most 100 + √100", got)
+	}
+}
+
 // A request dropped for lack of capacity cuts the limit.
 func TestGradientDrop(t *testing.T) {
 	clock := newTestClock()

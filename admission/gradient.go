@@ -77,10 +77,10 @@ func (c GradientConfig) withDefaults() GradientConfig {
 	return c
 }
 
-// Gradient is an adaptive concurrency limit. Each window it takes, for every
-// class with enough answers, the ratio of tolerance × the class's baseline
-// latency (its best, followed slowly upward) to its average latency in the
-// window; the smallest ratio,
+// Gradient is an adaptive concurrency limit. Each window it takes, for the
+// highest class with enough answers and for queries, the ratio of
+// tolerance × the class's baseline latency (its best, followed slowly
+// upward) to its average latency in the window; the smallest ratio,
 // kept within [0.5, 1], is the gradient. The new estimate is
 // limit × gradient + √limit: it grows by √limit while latency holds, and
 // settles where queueing inside the platform costs about that much. A window
@@ -143,12 +143,16 @@ func (g *Gradient) update() {
 		} else {
 			g.noLoad[c] += (avg - g.noLoad[c]) * noLoadRise
 		}
-		if !measured {
+		if !measured || Class(c) == Query {
 			// The highest class answered in the window steers: the limit
 			// exists to keep its latency, and a lower class that is slow
 			// (a withdrawal waiting for its bank's lane) must not shrink
-			// the limit that payments need.
-			gradient = g.cfg.Tolerance * max(g.noLoad[c], floor) / max(avg, floor)
+			// the limit that payments need. Queries steer too: they
+			// wait on nothing outside the platform, so a slower query is
+			// the platform's own congestion; with payments alone
+			// steering, fast payments let the limit grow while queries
+			// within their share of it slowed to seconds.
+			gradient = min(gradient, g.cfg.Tolerance*max(g.noLoad[c], floor)/max(avg, floor))
 			measured = true
 		}
 	}
