@@ -48,9 +48,10 @@ type Read struct {
 // at once, in one round trip, and answers the Prepares' reads from what
 // came back; a store without round trips (SQLite) does not implement
 // Prefetching, and the reads run as usual. Naming a read is only a hint:
-// one named but not made costs its share of that round trip, one made but
-// not named runs on its own, and a prefetched answer is given only while
-// the transaction has written nothing since it was read.
+// one named but not made costs its share of that round trip (and, if it
+// locks, keeps its lock to the end of the transaction), one made but not
+// named runs on its own, and a prefetched answer is given only while the
+// transaction has written nothing since it was read.
 type Prefetcher interface {
 	Reads() []Read
 }
