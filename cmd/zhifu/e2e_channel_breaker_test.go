@@ -110,7 +110,11 @@ func TestChannelBankFailsMidRun(t *testing.T) {
 		no := w.mustCreate(nil)
 		s, out := e.payTrade(t, buyer, no, map[string]string{"method": "card", "card_id": buyer.cards["CMB"]})
 		wantStatus(t, "pay with the down bank's card", s, out, 503, "CHANNEL_UNAVAILABLE")
-		if s, tr := e.payTrade(t, buyer, no, map[string]string{"method": "card"}); s != 200 || tr["status"] != "WAIT_BUYER_PAY" {
+		// The trade as it now is: still waiting while ICBC works, or
+		// already paid if ICBC answered and the payment settled before
+		// the answer was read (the API allows both).
+		if s, tr := e.payTrade(t, buyer, no, map[string]string{"method": "card"}); s != 200 ||
+			(tr["status"] != "WAIT_BUYER_PAY" && (tr["status"] != "TRADE_SUCCESS" || tr["buyer_id"] != buyer.id)) {
 			t.Fatalf("pay by card, none named: %d %v", s, tr)
 		}
 		if tps := e.tradeTopups(t, buyer, no); len(tps) != 1 || tps[0]["bank"] != "ICBC" {
