@@ -26,7 +26,7 @@ type querier struct {
 // stmt returns query's kept statement, bound to the transaction when there
 // is one; nil when the query runs unprepared.
 func (q querier) stmt(ctx context.Context, query string) *sql.Stmt {
-	return q.kept(ctx, query, strings.Count(query, "?") <= stmtPlaceholdersMax)
+	return q.kept(ctx, query, keepable(query))
 }
 
 // kept is stmt for a query the caller says whether to keep.
@@ -42,7 +42,16 @@ func (q querier) kept(ctx context.Context, query string, keep bool) *sql.Stmt {
 // SQLite (no dialect to undo), and of fixed text however many placeholders
 // they have (a multi-row INSERT), so always kept.
 func (q querier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	switch st := q.kept(ctx, query, true); {
+	return q.query(ctx, query, true, args)
+}
+
+func (q querier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.exec(ctx, query, true, args)
+}
+
+// query and exec run query through its kept statement if there is one.
+func (q querier) query(ctx context.Context, query string, keep bool, args []any) (*sql.Rows, error) {
+	switch st := q.kept(ctx, query, keep); {
 	case st != nil:
 		return st.QueryContext(ctx, args...)
 	case q.tx != nil:
@@ -52,8 +61,8 @@ func (q querier) QueryContext(ctx context.Context, query string, args ...any) (*
 	}
 }
 
-func (q querier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	switch st := q.kept(ctx, query, true); {
+func (q querier) exec(ctx context.Context, query string, keep bool, args []any) (sql.Result, error) {
+	switch st := q.kept(ctx, query, keep); {
 	case st != nil:
 		return st.ExecContext(ctx, args...)
 	case q.tx != nil:
@@ -63,18 +72,13 @@ func (q querier) ExecContext(ctx context.Context, query string, args ...any) (sq
 	}
 }
 
+// keepable says whether a business query is kept: not one whose text
+// varies with its arguments.
+func keepable(query string) bool { return strings.Count(query, "?") <= stmtPlaceholdersMax }
+
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	query = dialect(query)
-	var res sql.Result
-	var err error
-	switch st := q.stmt(ctx, query); {
-	case st != nil:
-		res, err = st.ExecContext(ctx, args...)
-	case q.tx != nil:
-		res, err = q.tx.ExecContext(ctx, query, args...)
-	default:
-		res, err = q.db.ExecContext(ctx, query, args...)
-	}
+	res, err := q.exec(ctx, query, keepable(query), args)
 	if err != nil {
 		return 0, err
 	}
@@ -93,16 +97,7 @@ func (q querier) Write(ctx context.Context, want int64, query string, args ...an
 
 func (q querier) Query(ctx context.Context, query string, args ...any) (ledger.Rows, error) {
 	query = dialect(query)
-	var rows *sql.Rows
-	var err error
-	switch st := q.stmt(ctx, query); {
-	case st != nil:
-		rows, err = st.QueryContext(ctx, args...)
-	case q.tx != nil:
-		rows, err = q.tx.QueryContext(ctx, query, args...)
-	default:
-		rows, err = q.db.QueryContext(ctx, query, args...)
-	}
+	rows, err := q.query(ctx, query, keepable(query), args)
 	if err != nil {
 		return nil, err
 	}
