@@ -21,3 +21,38 @@ func BenchmarkLedger(b *testing.B) {
 		return db
 	})
 }
+
+// BenchmarkWriteTxStatement is the fixed cost of one statement inside a
+// write transaction, as an op's Prepare pays it: a one-row read by key,
+// kept prepared. go test -run '^$' -bench WriteTxStatement ./sqlite
+func BenchmarkWriteTxStatement(b *testing.B) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	accounts := make([]ledger.Account, 1000)
+	for i := range accounts {
+		accounts[i] = ledger.Account{ID: int64(i + 1), Ledger: 156, Code: 1}
+	}
+	if err := db.Update(ctx, func(tx ledger.Tx) error { return tx.InsertAccounts(ctx, accounts) }); err != nil {
+		b.Fatal(err)
+	}
+	const read = `SELECT debits_posted FROM accounts WHERE id = ?`
+	for range 2 { // the first transaction only notes the statement; it is kept after
+		b.ResetTimer()
+		err := db.Update(ctx, func(tx ledger.Tx) error {
+			var v int64
+			for i := range b.N {
+				if err := tx.QueryRow(ctx, read, int64(i%len(accounts)+1)).Scan(&v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

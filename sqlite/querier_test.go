@@ -158,3 +158,61 @@ func TestInsertChunks(t *testing.T) {
 		}
 	}
 }
+
+// Inside a write transaction a kept statement gets one handle however
+// often it runs, and a statement met after the transaction's context has
+// ended does not run: it returns the context's error, and the transaction
+// is rolled back with everything it wrote.
+func TestWriteTxStatements(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	const put = `INSERT INTO kv (k, v) VALUES (?, ?)`
+	if err := db.Update(ctx, func(tx ledger.Tx) error {
+		_, err := tx.Exec(ctx, `CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`)
+		if err == nil {
+			_, err = tx.Exec(ctx, put, "warm", 0) // kept after this commit
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx ledger.Tx) error {
+		for i := range 20 {
+			if _, err := tx.Exec(ctx, put, fmt.Sprint(i), i); err != nil {
+				return err
+			}
+		}
+		w := tx.(*writeTx)
+		w.bound.mu.Lock()
+		defer w.bound.mu.Unlock()
+		if len(w.bound.m) != 1 {
+			return fmt.Errorf("%d handles for one kept statement run 20 times", len(w.bound.m))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	err := db.Update(cctx, func(tx ledger.Tx) error {
+		if _, err := tx.Exec(cctx, put, "before", 1); err != nil {
+			return err
+		}
+		cancel()
+		_, err := tx.Exec(cctx, put, "after", 2)
+		if err == nil {
+			return fmt.Errorf("statement ran after its context ended")
+		}
+		if err := tx.QueryRow(cctx, `SELECT v FROM kv WHERE k = ?`, "before").Scan(new(int64)); err != context.Canceled {
+			return fmt.Errorf("query after its context ended: %v", err)
+		}
+		return err
+	})
+	if err != context.Canceled {
+		t.Fatalf("transaction: %v, want %v", err, context.Canceled)
+	}
+	var n int64
+	if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM kv WHERE k IN ('before', 'after')`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rolled-back rows found: %d %v", n, err)
+	}
+}

@@ -182,7 +182,7 @@ func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err := fn(&writeTx{querier: querier{db: db.writer, tx: tx, stmts: db.writeStmts}, tx: tx}); err != nil {
+	if err := fn(&writeTx{querier: querier{db: db.writer, tx: tx, stmts: db.writeStmts, bound: newBoundStmts()}, tx: tx}); err != nil {
 		tx.Rollback()
 		return err
 	}
