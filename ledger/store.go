@@ -46,6 +46,10 @@ type Store interface {
 	// Entries returns up to limit entries of an account, newest first, with
 	// Seq below beforeSeq (0 means from the newest).
 	Entries(ctx context.Context, accountID int64, beforeSeq int64, limit int) ([]Entry, error)
+	// EntriesAfter returns up to limit entries of an account, oldest first,
+	// with afterSeq < Seq < beforeSeq (beforeSeq <= 0: no upper bound). A
+	// negative limit means no limit, in both.
+	EntriesAfter(ctx context.Context, accountID int64, afterSeq, beforeSeq int64, limit int) ([]Entry, error)
 	// Snapshot reads every account and the per-account sums of transfers in
 	// one consistent read, for the audit.
 	Snapshot(ctx context.Context) (Snapshot, error)

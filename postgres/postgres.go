@@ -478,6 +478,14 @@ const entriesSQL = `SELECT seq, ` + transferColumns + ` FROM (
 	(SELECT * FROM transfers WHERE credit_account_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3)
 ) t ORDER BY seq DESC LIMIT $3`
 
+// entriesAfterSQL reads an account's transfers oldest first, between two
+// seqs, each branch walking one index forwards.
+const entriesAfterSQL = `SELECT seq, ` + transferColumns + ` FROM (
+	(SELECT * FROM transfers WHERE debit_account_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4)
+	UNION ALL
+	(SELECT * FROM transfers WHERE credit_account_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4)
+) t ORDER BY seq LIMIT $4`
+
 // Entries returns up to limit entries of an account, newest first, with Seq
 // below beforeSeq; beforeSeq <= 0 means from the newest. As in package
 // sqlite, a negative limit means no limit.
@@ -485,12 +493,27 @@ func (db *DB) Entries(ctx context.Context, accountID, beforeSeq int64, limit int
 	if beforeSeq <= 0 {
 		beforeSeq = 1<<63 - 1
 	}
+	return db.entries(ctx, accountID, limit, entriesSQL, accountID, beforeSeq)
+}
+
+// EntriesAfter returns up to limit entries of an account, oldest first, with
+// afterSeq < Seq < beforeSeq; beforeSeq <= 0 means to the newest.
+func (db *DB) EntriesAfter(ctx context.Context, accountID, afterSeq, beforeSeq int64, limit int) ([]ledger.Entry, error) {
+	if beforeSeq <= 0 {
+		beforeSeq = 1<<63 - 1
+	}
+	return db.entries(ctx, accountID, limit, entriesAfterSQL, accountID, afterSeq, beforeSeq)
+}
+
+// entries runs one of the two reads above; the limit is their last
+// parameter, NULL (LIMIT ALL) when negative.
+func (db *DB) entries(ctx context.Context, accountID int64, limit int, query string, args ...any) ([]ledger.Entry, error) {
 	var lim *int64
 	if limit >= 0 {
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := db.pool.Query(ctx, entriesSQL, accountID, beforeSeq, lim)
+	rows, err := db.pool.Query(ctx, query, append(args, lim)...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: entries: %w", err)
 	}

@@ -303,32 +303,6 @@ func (db *DB) LookupTransfers(ctx context.Context, ids []string) ([]ledger.Trans
 	return lookupTransfers(ctx, db.reader, ids)
 }
 
-// Entries returns an account's history, newest first.
-func (db *DB) Entries(ctx context.Context, accountID, beforeSeq int64, limit int) ([]ledger.Entry, error) {
-	if beforeSeq <= 0 {
-		beforeSeq = 1<<63 - 1
-	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT seq, `+transferColumns+` FROM (
-		SELECT * FROM transfers WHERE debit_account_id = ?1 AND seq < ?2
-		UNION ALL
-		SELECT * FROM transfers WHERE credit_account_id = ?1 AND seq < ?2
-	) ORDER BY seq DESC LIMIT ?3`, accountID, beforeSeq, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: entries: %w", err)
-	}
-	defer rows.Close()
-	var out []ledger.Entry
-	for rows.Next() {
-		var seq int64
-		t, err := scanTransfer(rows, &seq)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: entries: %w", err)
-		}
-		out = append(out, ledger.EntryOf(seq, t, accountID))
-	}
-	return out, rows.Err()
-}
-
 // Snapshot reads all accounts and per-account transfer sums in one read
 // transaction, which in WAL mode sees one committed state throughout.
 func (db *DB) Snapshot(ctx context.Context) (ledger.Snapshot, error) {

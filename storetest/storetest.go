@@ -232,6 +232,38 @@ func testEntries(t *testing.T, st ledger.Store) {
 	if balance != 0 {
 		t.Fatalf("oldest entry does not start from zero: %d", balance)
 	}
+
+	// Oldest first, a page at a time after the last seq seen: the same
+	// entries in the opposite order; bounded above by beforeSeq.
+	var forward []ledger.Entry
+	after := int64(0)
+	for {
+		page, err := st.EntriesAfter(ctx, 1, after, 0, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forward = append(forward, page...)
+		if len(page) < 7 {
+			break
+		}
+		after = page[len(page)-1].Seq
+	}
+	if len(forward) != len(all) {
+		t.Fatalf("oldest first: %d entries, newest first: %d", len(forward), len(all))
+	}
+	for i, e := range forward {
+		if w := all[len(all)-1-i]; e.Seq != w.Seq || e.Transfer.ID != w.Transfer.ID || e.Balance != w.Balance {
+			t.Fatalf("oldest first, entry %d: %+v, want %+v", i, e, w)
+		}
+	}
+	mid := forward[10].Seq
+	between, err := st.EntriesAfter(ctx, 1, forward[3].Seq, mid, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(between) != 6 || between[0].Seq != forward[4].Seq || between[5].Seq != forward[9].Seq {
+		t.Fatalf("entries strictly between two seqs: %d, from %+v", len(between), between)
+	}
 }
 
 // testHammer runs 64 goroutines moving money among a few wallets through the

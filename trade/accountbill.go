@@ -52,22 +52,10 @@ var platformAccounts = map[int64]string{
 	zhifu.SuspenseAccountID: "待处理",
 }
 
-// The ledger's rows of the account, the day's, in commit order. The
-// ledger's transfers table is read directly: each side of a transfer has
-// an index by (account, seq), and seq bounds found by timestamp keep the
-// read to the day.
-const accountRowsSQL = `SELECT seq, id, debit_account_id, credit_account_id, amount, flags, code, user_data, ts,
-	debit_balance, credit_balance FROM (
-		SELECT * FROM transfers WHERE debit_account_id = ? AND seq > ? AND seq < ?
-		UNION ALL
-		SELECT * FROM transfers WHERE credit_account_id = ? AND seq > ? AND seq < ?
-	) x WHERE ts >= ? AND ts < ? AND flags & ? = 0 ORDER BY seq LIMIT ?`
-
-const accountCountSQL = `SELECT COUNT(*) FROM (
-		SELECT * FROM transfers WHERE debit_account_id = ? AND seq >= ? AND seq < ?
-		UNION ALL
-		SELECT * FROM transfers WHERE credit_account_id = ? AND seq >= ? AND seq < ?
-	) x WHERE ts >= ? AND ts < ? AND flags & ? = 0`
+// The ledger's rows of the account, the day's, in commit order, are read
+// through the store's account history (ledger.Store.EntriesAfter) between
+// seq bounds found by timestamp, which keep the read to the day; the
+// day's exact bounds and the holds are then left out here.
 
 // noMove are the transfers that move no posted money: holds and their
 // release. The account bill lists what changed the balance.
@@ -116,8 +104,35 @@ func firstSeqAt(ctx context.Context, q ledger.Querier, lo, hi int64, at time.Tim
 	return lo, nil
 }
 
-func (b *Bill) accountArgs(after int64) []any {
-	return []any{b.wallet, after, b.seqTo, b.wallet, after, b.seqTo, b.from.UnixNano(), b.to.UnixNano(), noMove}
+// accountScanPage is how many ledger rows one read of the account's
+// history takes while a page of the bill, or the count, is gathered.
+const accountScanPage = 2_000
+
+// accountLines calls fn with the day's rows of the account that move money,
+// in commit order, after seq after, until fn returns false or the day ends.
+func (b *Bill) accountLines(ctx context.Context, after int64, fn func(accountRow) bool) error {
+	from, to := b.from.UnixNano(), b.to.UnixNano()
+	for {
+		es, err := b.s.cfg.Store.EntriesAfter(ctx, b.wallet, after, b.seqTo, accountScanPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			t := e.Transfer
+			if t.Timestamp < from || t.Timestamp >= to || int64(t.Flags)&noMove != 0 {
+				continue
+			}
+			if !fn(accountRow{seq: e.Seq, id: t.ID, debit: t.DebitAccountID, credit: t.CreditAccountID,
+				amount: t.Amount, flags: int64(t.Flags), code: int64(t.Code), userData: t.UserData,
+				ts: t.Timestamp, debitBal: t.DebitBalance, creditBal: t.CreditBalance}) {
+				return nil
+			}
+		}
+		if len(es) < accountScanPage {
+			return nil
+		}
+		after = es[len(es)-1].Seq
+	}
 }
 
 func (b *Bill) countAccountLines(ctx context.Context) (int64, error) {
@@ -125,7 +140,7 @@ func (b *Bill) countAccountLines(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	if err := b.s.cfg.Store.Reader().QueryRow(ctx, accountCountSQL, b.accountArgs(b.seqFrom)...).Scan(&n); err != nil {
+	if err := b.accountLines(ctx, b.seqFrom-1, func(accountRow) bool { n++; return true }); err != nil {
 		return 0, fmt.Errorf("trade: count account bill: %w", err)
 	}
 	return n, nil
@@ -170,21 +185,15 @@ func (b *Bill) writeAccountLines(ctx context.Context, cw recordWriter) error {
 }
 
 func (b *Bill) accountPage(ctx context.Context, after int64, n int) ([]accountRow, error) {
-	rows, err := b.s.cfg.Store.Reader().Query(ctx, accountRowsSQL, append(b.accountArgs(after), n)...)
+	page := make([]accountRow, 0, n)
+	err := b.accountLines(ctx, after, func(r accountRow) bool {
+		page = append(page, r)
+		return len(page) < n
+	})
 	if err != nil {
 		return nil, fmt.Errorf("trade: account bill: %w", err)
 	}
-	defer rows.Close()
-	var page []accountRow
-	for rows.Next() {
-		var r accountRow
-		if err := rows.Scan(&r.seq, &r.id, &r.debit, &r.credit, &r.amount, &r.flags, &r.code, &r.userData, &r.ts,
-			&r.debitBal, &r.creditBal); err != nil {
-			return nil, fmt.Errorf("trade: account bill: %w", err)
-		}
-		page = append(page, r)
-	}
-	return page, rows.Err()
+	return page, nil
 }
 
 // pageTrades loads the trades a page's transfers belong to.
