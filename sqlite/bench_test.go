@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -55,4 +57,39 @@ func BenchmarkWriteTxStatement(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkEntries reads the newest 20 entries of random wallets of a
+// prepared history (zhifu bench prepare; ZHIFU_BENCH_HISTORY_SQLITE names
+// the file, which is opened, and so migrated, in place: give it a copy).
+// A wallet of a history of 10 M transfers among 1 M wallets has about 20
+// entries spread over all of it, the most runs a read can meet.
+//
+//	ZHIFU_BENCH_HISTORY_SQLITE=/path/copy.db go test -run '^$' -bench Entries ./sqlite
+func BenchmarkEntries(b *testing.B) {
+	path := os.Getenv("ZHIFU_BENCH_HISTORY_SQLITE")
+	if path == "" {
+		b.Skip("ZHIFU_BENCH_HISTORY_SQLITE is not set")
+	}
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var wallets int64
+	if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM accounts WHERE id > ?`, ledgerload.HistoryFirstAccountID).Scan(&wallets); err != nil || wallets == 0 {
+		b.Fatalf("no prepared wallets: %v", err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	entries := 0
+	b.ResetTimer()
+	for range b.N {
+		es, err := db.Entries(ctx, ledgerload.HistoryFirstAccountID+1+r.Int64N(wallets), 0, 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		entries += len(es)
+	}
+	b.ReportMetric(float64(entries)/float64(b.N), "entries/read")
 }

@@ -71,11 +71,24 @@ func (db *DB) history(ctx context.Context, accountID, after, before int64, limit
 	if limit == 0 || before-after < 2 {
 		return nil, nil
 	}
+	query := historyOldestSQL
+	if newestFirst {
+		query = historyNewestSQL
+	}
+	// Kept prepared, and prepared before the transaction takes a
+	// connection of the pool, so that preparing never waits for one.
+	kept := db.readStmts.get(ctx, db.reader, query, false, true)
 	tx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
+	run := func(args ...any) (*sql.Rows, error) { return tx.QueryContext(ctx, query, args...) }
+	if kept != nil {
+		st := tx.StmtContext(ctx, kept)
+		defer st.Close()
+		run = func(args ...any) (*sql.Rows, error) { return st.QueryContext(ctx, args...) }
+	}
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM transfers`).Scan(&last); err != nil {
 		return nil, err
@@ -83,10 +96,6 @@ func (db *DB) history(ctx context.Context, accountID, after, before int64, limit
 	lo, hi := (after+1)>>historyRunShift, min(before-1, last)>>historyRunShift
 	if min(before-1, last) <= after {
 		return nil, nil
-	}
-	query := historyOldestSQL
-	if newestFirst {
-		query = historyNewestSQL
 	}
 	var out []ledger.Entry
 	for width := int64(1); lo <= hi && (limit < 0 || len(out) < limit); width = min(2*width, historyRunsMax) {
@@ -104,7 +113,7 @@ func (db *DB) history(ctx context.Context, accountID, after, before int64, limit
 		if limit >= 0 {
 			want = limit - len(out)
 		}
-		rows, err := tx.QueryContext(ctx, query, jsonInts(runs), accountID, after, before, want)
+		rows, err := run(jsonInts(runs), accountID, after, before, want)
 		if err != nil {
 			return nil, err
 		}
