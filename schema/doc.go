@@ -3,9 +3,10 @@
 // payment codes, notifications, platform keys, cards, bank transactions,
 // announcements, the record of every call to a bank, and merchants' stored
 // daily bills. Package sqlite and package postgres apply them with their
-// own ledger migration (the accounts and transfers tables, version 0001, in
+// own ledger migrations (the accounts and transfers tables, version 0001, in
 // sqlite/migrations and postgres/migrations: those differ in types and
-// indexes for each database's sake and stay per store).
+// indexes for each database's sake and stay per store; 0025 re-indexes
+// SQLite's history, and PostgreSQL's 0025 only keeps the number taken).
 //
 // # Versions
 //
