@@ -64,6 +64,8 @@ type DB struct {
 	reader *sql.DB
 	// Statements kept prepared on each pool's connections.
 	writeStmts, readStmts *stmtCache
+	// accounts is the writer's copy of the accounts it last locked.
+	accounts *accountCache
 }
 
 var _ ledger.Store = (*DB)(nil)
@@ -110,7 +112,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	reader.SetMaxOpenConns(readConnsMax)
 	reader.SetMaxIdleConns(readConnsMax)
-	db := &DB{path: path, writer: writer, reader: reader, writeStmts: newStmtCache(), readStmts: newStmtCache()}
+	db := &DB{path: path, writer: writer, reader: reader, writeStmts: newStmtCache(), readStmts: newStmtCache(),
+		accounts: newAccountCache()}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -182,13 +185,22 @@ func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err := fn(&writeTx{querier: querier{db: db.writer, tx: tx, stmts: db.writeStmts, bound: newBoundStmts()}, tx: tx}); err != nil {
+	w := &writeTx{querier: querier{db: db.writer, tx: tx, stmts: db.writeStmts, bound: newBoundStmts()}, tx: tx,
+		cache: db.accounts, seen: make(map[int64]ledger.Account)}
+	if err := db.accounts.begin(ctx, w); err != nil {
 		tx.Rollback()
 		return err
 	}
+	if err := fn(w); err != nil {
+		tx.Rollback()
+		db.accounts.reset()
+		return err
+	}
 	if err := tx.Commit(); err != nil {
+		db.accounts.reset()
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	db.accounts.commit(w.seen)
 	db.writeStmts.prepareWanted(ctx, db.writer)
 	return nil
 }

@@ -15,11 +15,15 @@ import (
 // so locking accounts is a plain read.
 type writeTx struct {
 	querier
-	tx *sql.Tx
+	tx    *sql.Tx
+	cache *accountCache
+	// seen holds the accounts as this transaction read and wrote them:
+	// what a guarded UPDATE expects, and what the cache keeps on commit.
+	seen map[int64]ledger.Account
 }
 
 func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
-	return lookupAccounts(ctx, w.querier, ids)
+	return w.lockAccounts(ctx, ids)
 }
 
 func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
@@ -130,10 +134,18 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) ([]ledger.Account, error) {
 	ids := make([]int64, len(accounts))
 	for i, a := range accounts {
-		if _, err := w.ExecContext(ctx, `UPDATE accounts SET debits_pending = ?, debits_posted = ?,
-		credits_pending = ?, credits_posted = ? WHERE id = ?`,
-			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID); err != nil {
+		b, ok := w.seen[a.ID]
+		if !ok {
+			return nil, fmt.Errorf("sqlite: update account %d: not locked in this transaction", a.ID)
+		}
+		res, err := w.ExecContext(ctx, guardedUpdateSQL,
+			a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted, a.ID,
+			b.DebitsPending, b.DebitsPosted, b.CreditsPending, b.CreditsPosted)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: update account %d: %w", a.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, fmt.Errorf("sqlite: update account %d: %w", a.ID, errStaleAccount)
 		}
 		ids[i] = a.ID
 	}
@@ -141,6 +153,9 @@ func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account)
 	written, err := lookupAccounts(ctx, w.querier, ids)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read back accounts: %w", err)
+	}
+	for _, a := range written {
+		w.seen[a.ID] = a
 	}
 	return written, nil
 }
