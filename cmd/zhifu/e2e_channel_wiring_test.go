@@ -39,18 +39,32 @@ func TestChannelInProcessBanks(t *testing.T) {
 			t.Errorf("%s's secret appears in the output", bank)
 		}
 	}
-	// The channels' gauges are on /metrics.
-	resp, err := http.Get(e.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`zhifu_channel_breaker_state{bank="ICBC"} 0`, `zhifu_channel_withdrawals_queued{bank="CEB"} 0`,
-		`zhifu_channel_success_rate{bank="CMB"} 1`} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %q", want)
+	// The channels' gauges are on /metrics. A bank's queue reads 1 from the
+	// moment this node takes the bank's lease until its first claim finds
+	// the queue empty (channel.LeadBank), so the page is read until it
+	// settles.
+	wants := []string{`zhifu_channel_breaker_state{bank="ICBC"} 0`, `zhifu_channel_withdrawals_queued{bank="CEB"} 0`,
+		`zhifu_channel_success_rate{bank="CMB"} 1`}
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(e.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range missing {
+		t.Errorf("/metrics lacks %q", want)
 	}
 }
 
