@@ -8,20 +8,27 @@ import (
 	"time"
 )
 
-// randomIDDigits follow the date in a NewID; keyedIDDigits make a KeyedID,
-// so that the two lengths differ and the two kinds never meet.
+// A NewID is its prefix, the date, clockIDDigits and randomIDDigits; a
+// KeyedID its prefix and keyedIDDigits.
 const (
-	randomIDDigits = 20
+	clockIDDigits  = 8
+	randomIDDigits = 12
 	keyedIDDigits  = 28
 )
 
-// NewID returns prefix, now's UTC date and 20 random digits:
-// "D2026010112345678901234567890". The date makes ids sort roughly by day, as
-// Alipay's do; the random part makes them unguessable.
+// NewID returns prefix, now's UTC date, the millisecond of that day in
+// eight digits and 12 random digits: "D20260101" + "45296789" +
+// "123456789012". The date makes ids sort by day, as Alipay's do, and the
+// millisecond within it, so that new rows are inserted at the end of an
+// index keyed by id, not on a random page of it; the random part makes
+// them unguessable and unique (10^12 a millisecond).
 func NewID(prefix string, now time.Time) string {
-	b := make([]byte, 0, len(prefix)+8+randomIDDigits)
+	now = now.UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	b := make([]byte, 0, len(prefix)+8+clockIDDigits+randomIDDigits)
 	b = append(b, prefix...)
-	b = now.UTC().AppendFormat(b, "20060102")
+	b = now.AppendFormat(b, "20060102")
+	b = fmt.Appendf(b, "%0*d", clockIDDigits, now.Sub(day).Milliseconds())
 	r := make([]byte, randomIDDigits)
 	rand.Read(r) // never fails (crypto/rand's documented contract since Go 1.24)
 	for _, c := range r {

@@ -12,18 +12,33 @@ import (
 
 // Shapes of the identifiers this package hands out.
 const (
-	// tradeNoRandomDigits follow the yyyymmdd date in a trade_no: 10^18
-	// numbers a day make a collision (a failed insert) practically
-	// impossible, and the number says nothing about the platform's volume.
-	tradeNoRandomDigits = 18
-	// TradeNoLen is the length of every trade_no.
-	TradeNoLen = 8 + tradeNoRandomDigits
+	// tradeNoClockDigits follow the yyyymmdd date in a trade_no: the
+	// millisecond of that day. Trade numbers made later sort later, so a
+	// new trade's entry in every index keyed by trade_no (the trades' own,
+	// the notifications', the payment transfer's "pay:<trade_no>") lands on
+	// the rightmost page instead of a random one: a batch of trades
+	// dirties one page of each index, not one page per trade.
+	tradeNoClockDigits = 8
+	// tradeNoRandomDigits end a trade_no: 10^12 numbers a millisecond make
+	// a collision (a failed insert) practically impossible (about one in
+	// 10^7 milliseconds at 15,000 trades a second), and the number says
+	// nothing about the platform's volume.
+	tradeNoRandomDigits = 12
+	// TradeNoLen is the length of every trade_no made now, 28 digits as
+	// Alipay's.
+	TradeNoLen = 8 + tradeNoClockDigits + tradeNoRandomDigits
+	// tradeNoLenDated is the length of trade numbers made before the clock
+	// digits: the date and 18 random digits. They stay valid.
+	tradeNoLenDated = 8 + 18
 	// authCodePrefix begins every payment code, as Alipay's do, so a
 	// merchant's scanner can tell them from other bar codes.
 	authCodePrefix = "28"
 	// AuthCodeLen is the length of every payment code.
 	AuthCodeLen = 18
-	// notifyIDBytes of randomness make each notify_id unique.
+	// notifyIDClockBytes begin a notify_id: the Unix millisecond, so that
+	// notifications, like trades, are inserted at the end of their index.
+	notifyIDClockBytes = 6
+	// notifyIDBytes in all, the rest random, make each notify_id unique.
 	notifyIDBytes = 16
 )
 
@@ -33,14 +48,21 @@ const (
 var chinaTime = time.FixedZone("UTC+8", 8*60*60)
 
 // newTradeNo returns yyyymmdd (the date in UTC+8, as Alipay numbers its
-// trades) followed by 18 random digits.
+// trades), the millisecond of that day in eight digits and 12 random digits.
 func newTradeNo(now time.Time) string {
-	return now.In(chinaTime).Format("20060102") + randomDigits(tradeNoRandomDigits)
+	c := now.In(chinaTime)
+	day := time.Date(c.Year(), c.Month(), c.Day(), 0, 0, 0, 0, chinaTime)
+	b := make([]byte, 0, TradeNoLen)
+	b = c.AppendFormat(b, "20060102")
+	b = fmt.Appendf(b, "%0*d", tradeNoClockDigits, c.Sub(day).Milliseconds())
+	return string(b) + randomDigits(tradeNoRandomDigits)
 }
 
 // ValidTradeNo reports whether s has the shape of a trade_no, so malformed
 // ones are refused without a database lookup.
-func ValidTradeNo(s string) bool { return len(s) == TradeNoLen && allDigits(s) }
+func ValidTradeNo(s string) bool {
+	return (len(s) == TradeNoLen || len(s) == tradeNoLenDated) && allDigits(s)
+}
 
 // newAuthCode returns a payment code: "28" and 16 random digits.
 func newAuthCode() string {
@@ -52,10 +74,16 @@ func ValidAuthCode(s string) bool {
 	return len(s) == AuthCodeLen && s[:len(authCodePrefix)] == authCodePrefix && allDigits(s)
 }
 
-// newNotifyID returns a random hex id for one notification.
-func newNotifyID() string {
+// newNotifyID returns a hex id for one notification: the Unix millisecond
+// of now in six bytes, then ten random bytes.
+func newNotifyID(now time.Time) string {
 	b := make([]byte, notifyIDBytes)
-	rand.Read(b) // never fails (crypto/rand's documented contract since Go 1.24)
+	ms := uint64(now.UnixMilli())
+	for i := notifyIDClockBytes - 1; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	rand.Read(b[notifyIDClockBytes:]) // never fails (crypto/rand's documented contract since Go 1.24)
 	return hex.EncodeToString(b)
 }
 

@@ -32,23 +32,50 @@ func TestParseDuration(t *testing.T) {
 }
 
 func TestTradeNo(t *testing.T) {
-	// 23:30 UTC is the next day in China: trade numbers carry China's date.
-	now := time.Date(2026, 3, 31, 23, 30, 0, 0, time.UTC)
+	// 23:30 UTC is the next day in China: trade numbers carry China's date,
+	// then the millisecond of that day (07:30:00.250 there).
+	now := time.Date(2026, 3, 31, 23, 30, 0, 250e6, time.UTC)
 	seen := map[string]bool{}
 	for range 1000 {
 		no := newTradeNo(now)
-		if len(no) != TradeNoLen || !strings.HasPrefix(no, "20260401") || !ValidTradeNo(no) {
-			t.Fatalf("trade_no %q: want 20260401 and 18 digits", no)
+		if len(no) != TradeNoLen || !strings.HasPrefix(no, "20260401"+"27000250") || !ValidTradeNo(no) {
+			t.Fatalf("trade_no %q: want 20260401, 27000250 and 12 digits", no)
 		}
 		if seen[no] {
 			t.Fatalf("trade_no %q repeated", no)
 		}
 		seen[no] = true
 	}
-	for _, bad := range []string{"", "2026040112345678901234567", "2026040112345678901234567a", "x"} {
+	// Later numbers sort later, across the day's end too.
+	prev := ""
+	for _, at := range []time.Time{now, now.Add(time.Millisecond), now.Add(16*time.Hour + 29*time.Minute + 59*time.Second),
+		now.Add(16*time.Hour + 30*time.Minute), now.Add(40 * 24 * time.Hour)} {
+		no := newTradeNo(at)
+		if no <= prev {
+			t.Errorf("trade_no at %v = %q, not after %q", at, no, prev)
+		}
+		prev = no
+	}
+	// Numbers made before the clock digits (date and 18 digits) stay valid.
+	if !ValidTradeNo("20260401123456789012345678") {
+		t.Error("a 26-digit trade_no is refused")
+	}
+	for _, bad := range []string{"", "2026040112345678901234567", "2026040112345678901234567a", "x",
+		"202604011234567890123456789", "2026040112345678901234567890a"} {
 		if ValidTradeNo(bad) {
 			t.Errorf("ValidTradeNo(%q) = true", bad)
 		}
+	}
+}
+
+func TestNotifyID(t *testing.T) {
+	now := time.Date(2026, 4, 1, 7, 30, 0, 0, time.UTC)
+	a, b, c := newNotifyID(now), newNotifyID(now), newNotifyID(now.Add(time.Millisecond))
+	if len(a) != 2*notifyIDBytes || a == b {
+		t.Fatalf("notify ids %q, %q", a, b)
+	}
+	if a[:2*notifyIDClockBytes] != b[:2*notifyIDClockBytes] || c <= a || c <= b {
+		t.Errorf("notify ids of one millisecond %q, %q; of the next %q: want the later to sort later", a, b, c)
 	}
 }
 

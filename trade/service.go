@@ -239,7 +239,7 @@ func (s *Service) notify(ctx context.Context, q ledger.Querier, t *Trade, r *Ref
 		panic(fmt.Sprintf("trade: %s notified without a sequence", t.TradeNo))
 	}
 	var err error
-	msg := notify.Message{NotifyID: newNotifyID(), MerchantID: t.MerchantID, URL: t.NotifyURL, TradeNo: t.TradeNo, Sequence: seq}
+	msg := notify.Message{NotifyID: newNotifyID(now), MerchantID: t.MerchantID, URL: t.NotifyURL, TradeNo: t.TradeNo, Sequence: seq}
 	if t.Source == SourceGateway {
 		msg.Format, msg.Body = notify.FormatAlipay, alipayNotificationBody(msg.NotifyID, t, r, now)
 	} else {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"zhifu/ledgerload"
 )
 
 // benchClients is how many clients run create+pay loops at once.
@@ -211,6 +214,28 @@ func (tb *tradeBench) pair(seq int64, buyer string) error {
 	return nil
 }
 
+// meterWrites starts counting the bytes the store writes; the function it
+// returns reports them per unit of work done since. On SQLite they are every
+// write call of this process, the HTTP answers (a few hundred bytes a
+// request) among them; on PostgreSQL the server's WAL.
+func (tb *tradeBench) meterWrites(b *testing.B) func(unit string, n int64) {
+	meter, ok := tb.m.store.(ledgerload.Meter)
+	if !ok {
+		return func(string, int64) {}
+	}
+	written0, err := meter.BytesWritten(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func(unit string, n int64) {
+		written, err := meter.BytesWritten(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(written-written0)/float64(n), unit)
+	}
+}
+
 // processCPU is the user and system CPU time this process has used.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
@@ -229,6 +254,7 @@ func (tb *tradeBench) run(b *testing.B) {
 	st := tb.m.batcher.Stats()
 	batches0, ops0, nanos0 := st.Batches.Load(), st.Ops.Load(), st.CommitNanos.Load()
 	cpu0 := processCPU(b)
+	reportWritten := tb.meterWrites(b)
 	b.ResetTimer()
 	start := time.Now()
 	for c := range benchClients {
@@ -254,6 +280,7 @@ func (tb *tradeBench) run(b *testing.B) {
 	// PostgreSQL server's) per trade: steadier than the rate on a shared
 	// machine, where this one cannot count instructions.
 	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(n), "cpu-us/trade")
+	reportWritten("bytes/trade", n)
 	batches, ops := st.Batches.Load()-batches0, st.Ops.Load()-ops0
 	if batches > 0 {
 		// What the group commit did meanwhile: how many ops (merchant

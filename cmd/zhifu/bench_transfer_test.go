@@ -46,6 +46,8 @@ func benchTransfers(b *testing.B, backend string, keyed bool) {
 	errs := make([]error, transferClients)
 	n := int64(b.N)
 	var wg sync.WaitGroup
+	reportWritten := tb.meterWrites(b)
+	cpu0 := processCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	for c := range transferClients {
@@ -73,6 +75,8 @@ func benchTransfers(b *testing.B, backend string, keyed bool) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	reportWritten("bytes/transfer", n)
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(n), "cpu-us/transfer")
 	for _, err := range errs {
 		if err != nil {
 			b.Fatal(err)
