@@ -2,14 +2,10 @@ package trade
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"zhifu"
 	"zhifu/ledger"
-	"zhifu/postgres"
-	"zhifu/sqlite"
 )
 
 // racedCreate is a createOp whose first Prepare is followed, before its
@@ -43,43 +39,7 @@ func (o *racedCreate) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Trans
 // stores.
 func TestCreateOutTradeNo(t *testing.T) {
 	ctx := context.Background()
-	stores := map[string]func(t *testing.T) (ledger.Store, ledger.Store){
-		"sqlite": func(t *testing.T) (ledger.Store, ledger.Store) {
-			path := filepath.Join(t.TempDir(), "t.db")
-			a, err := sqlite.Open(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := sqlite.Open(ctx, path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { a.Close(); b.Close() })
-			return a, b
-		},
-		"postgres": func(t *testing.T) (ledger.Store, ledger.Store) {
-			base := os.Getenv("ZHIFU_TEST_POSTGRES")
-			if base == "" {
-				base = postgres.DefaultTestURL
-			}
-			url, drop, err := postgres.CreateTestDatabase(ctx, base)
-			if err != nil {
-				t.Fatalf("PostgreSQL is required (set ZHIFU_TEST_POSTGRES): %v", err)
-			}
-			t.Cleanup(drop)
-			a, err := postgres.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := postgres.Open(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { a.Close(); b.Close() })
-			return a, b
-		},
-	}
-	for name, open := range stores {
+	for name, open := range testStores {
 		t.Run(name, func(t *testing.T) {
 			st, other := open(t)
 			create := func(tr *Trade, out string) *createOp {
