@@ -88,7 +88,8 @@ const (
 // DB is the PostgreSQL ledger store. It implements ledger.Store and is safe
 // for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	trips *tripCounter
 }
 
 var _ ledger.Store = (*DB)(nil)
@@ -111,6 +112,8 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	// Durability is not negotiable, whatever the server's or database's
 	// default: a commit that returned must survive a crash.
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	trips := &tripCounter{}
+	cfg.ConnConfig.Tracer = trips
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open: %w", err)
@@ -119,7 +122,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, trips: trips}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -229,6 +232,8 @@ func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
+	db.trips.trips.Add(1) // the BEGIN, sent before the connection was known
+	defer db.trips.watch(tx.Conn())()
 	// Rolling back a committed transaction does nothing. The rollback runs
 	// even if ctx is done, so the connection goes back to the pool clean.
 	defer tx.Rollback(context.WithoutCancel(ctx))

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"zhifu/ledgerload"
+	"zhifu/postgres"
+	"zhifu/sqlite"
 )
 
 // benchClients is how many clients run create+pay loops at once.
@@ -31,6 +36,10 @@ const benchClients = 64
 //
 // ZHIFU_BENCH_HISTORY_SQLITE and ZHIFU_BENCH_HISTORY_POSTGRES start it on
 // a prepared ledger history instead of an empty database (benchDatabase).
+//
+// On SQLite it reports the bytes written per trade, and with
+// ZHIFU_BENCH_WAL_PAGES=1 the pages each commit wrote, by table and index
+// (walPages).
 //
 // Setting ZHIFU_BENCH_CPUPROFILE=prefix writes a CPU profile of the timed
 // loop alone to prefix-<backend>.prof (go test -cpuprofile would mostly
@@ -236,6 +245,42 @@ func (tb *tradeBench) meterWrites(b *testing.B) func(unit string, n int64) {
 	}
 }
 
+// walPages, with ZHIFU_BENCH_WAL_PAGES set and on SQLite, marks the
+// write-ahead log; the function it returns reports the pages a commit wrote
+// since, in all (pages/commit) and by table and index (in the log), so that
+// the bytes written can be traced to the indexes that write them. The run
+// should leave the log short of its checkpoint (256 MiB, some 10,000 paid
+// trades): a checkpoint restarts it, and only what follows is counted.
+func (tb *tradeBench) walPages(b *testing.B) func() {
+	db, ok := tb.m.store.(*sqlite.DB)
+	if !ok || testGetenv("ZHIFU_BENCH_WAL_PAGES") == "" {
+		return func() {}
+	}
+	mark, err := db.WALMark()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		got, err := db.WALPages(context.Background(), mark)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got.Commits == 0 {
+			return
+		}
+		names := slices.Collect(maps.Keys(got.Pages))
+		sort.Slice(names, func(i, j int) bool { return got.Pages[names[i]] > got.Pages[names[j]] })
+		total := 0
+		var lines strings.Builder
+		for _, name := range names {
+			total += got.Pages[name]
+			fmt.Fprintf(&lines, "\n%8.2f %s", float64(got.Pages[name])/float64(got.Commits), name)
+		}
+		b.ReportMetric(float64(total)/float64(got.Commits), "pages/commit")
+		b.Logf("%d commits, %d frames; pages a commit by table and index:%s", got.Commits, got.Frames, lines.String())
+	}
+}
+
 // processCPU is the user and system CPU time this process has used.
 func processCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
@@ -253,8 +298,14 @@ func (tb *tradeBench) run(b *testing.B) {
 	var wg sync.WaitGroup
 	st := tb.m.batcher.Stats()
 	batches0, ops0, nanos0 := st.Batches.Load(), st.Ops.Load(), st.CommitNanos.Load()
+	pg, _ := tb.m.store.(*postgres.DB)
+	var trips0 int64
+	if pg != nil {
+		trips0 = pg.RoundTrips()
+	}
 	cpu0 := processCPU(b)
 	reportWritten := tb.meterWrites(b)
+	reportPages := tb.walPages(b)
 	b.ResetTimer()
 	start := time.Now()
 	for c := range benchClients {
@@ -281,6 +332,7 @@ func (tb *tradeBench) run(b *testing.B) {
 	// machine, where this one cannot count instructions.
 	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(n), "cpu-us/trade")
 	reportWritten("bytes/trade", n)
+	reportPages()
 	batches, ops := st.Batches.Load()-batches0, st.Ops.Load()-ops0
 	if batches > 0 {
 		// What the group commit did meanwhile: how many ops (merchant
@@ -289,6 +341,11 @@ func (tb *tradeBench) run(b *testing.B) {
 		b.ReportMetric(float64(ops)/float64(batches), "ops/batch")
 		b.ReportMetric(float64(st.CommitNanos.Load()-nanos0)/float64(batches)/1e6, "commit-ms")
 		b.ReportMetric(float64(ops)/float64(n), "ops/trade")
+		if pg != nil {
+			// Every write transaction's, the few outside the batcher
+			// (timers, heartbeats) among them.
+			b.ReportMetric(float64(pg.RoundTrips()-trips0)/float64(batches), "trips/batch")
+		}
 	}
 	for _, err := range errs {
 		if err != nil {

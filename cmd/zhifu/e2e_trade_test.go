@@ -299,8 +299,8 @@ func checkTradeShape(t *testing.T, tr map[string]any) {
 			}
 		}
 	}
-	if len(tr["trade_no"].(string)) != 26 {
-		t.Errorf("trade_no %v: want 26 digits", tr["trade_no"])
+	if no, _ := tr["trade_no"].(string); len(no) != 28 || strings.Trim(no, "0123456789") != "" {
+		t.Errorf("trade_no %v: want 28 digits", tr["trade_no"])
 	}
 }
 
