@@ -411,6 +411,39 @@ func TestKill(t *testing.T) {
 	})
 }
 
+// TestKillWhileReading: a kill stops the node's discounts even when the
+// node's loop read the campaign just before the kill and stores that read
+// after it.
+func TestKillWhileReading(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, open func() ledger.Store) {
+		for round := range 8 {
+			f := newFixture(t, open, 1, 100_000)
+			c := f.launch(t, spec(), false)
+			ctx, stop := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						f.svc.Step(ctx)
+					}
+				}()
+			}
+			time.Sleep(5 * time.Millisecond)
+			_, err := f.svc.Kill(context.Background(), carol, c.CampaignID, "wrong template")
+			stop()
+			wg.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := f.pay(t, fmt.Sprint("W", round), 1, 10_000); d != 0 {
+				t.Fatalf("round %d: discount %s after the kill", round, d)
+			}
+		}
+	})
+}
+
 // TestMonitorPauses: a campaign far off its plan is paused by the monitor
 // by itself, with the figures that broke it as the reason.
 func TestMonitorPauses(t *testing.T) {

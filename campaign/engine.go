@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,9 +179,17 @@ func (s *Service) find(id string) *live {
 	return nil
 }
 
-// drop stops this node giving from campaign id at once, before its next
-// read.
-func (s *Service) drop(id string) {
+// drop stops this node giving from campaign c, just stopped, at once,
+// before its next read, and keeps reads made before the stop from making
+// it live again.
+func (s *Service) drop(c *Campaign) {
+	id := c.CampaignID
+	s.stoppedMu.Lock()
+	defer s.stoppedMu.Unlock()
+	if s.stopped == nil {
+		s.stopped = make(map[string]int64)
+	}
+	s.stopped[id] = c.Version
 	for {
 		old := s.live.Load()
 		next := make([]*live, 0, len(*old))
@@ -301,6 +310,20 @@ func (s *Service) refresh(ctx context.Context) ([]*live, error) {
 		l.budget.add(now, balance[c.BudgetAccount])
 		next = append(next, l)
 	}
+	s.stoppedMu.Lock()
+	defer s.stoppedMu.Unlock()
+	for _, c := range rows {
+		v, ok := s.stopped[c.CampaignID]
+		if ok && (c.Version > v || c.Status == Killed || c.Status == Paused || c.Status == Ended) {
+			delete(s.stopped, c.CampaignID) // this read shows the stop, or a change after it
+		}
+	}
+	if len(s.stopped) > 0 {
+		next = slices.DeleteFunc(next, func(l *live) bool {
+			v, ok := s.stopped[l.c.CampaignID]
+			return ok && l.c.Version <= v
+		})
+	}
 	s.live.Store(&next)
 	return next, firstErr
 }
@@ -404,7 +427,9 @@ func (s *Service) end(ctx context.Context, id string, now time.Time) (*Campaign,
 	if err := s.cfg.Batcher.Do(ctx, op); err != nil {
 		return nil, err
 	}
-	s.drop(id)
+	if op.c != nil {
+		s.drop(op.c)
+	}
 	return op.c, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,13 @@ type Service struct {
 	cfg  Config
 	live atomic.Pointer[[]*live] // the campaigns that may give discounts, by this node's last read
 	all  stats                   // every payment this node offered, for the share of payments discounted
+
+	// stopped holds the campaigns this node killed or paused, by their
+	// version when stopped, until a read shows the stop: a refresh that read
+	// a campaign's row before the change must not make it live again.
+	// The live set is stored under stoppedMu.
+	stoppedMu sync.Mutex
+	stopped   map[string]int64
 }
 
 // New returns the service. Run starts its loop.
@@ -246,7 +254,7 @@ func (s *Service) Kill(ctx context.Context, by *identity.Operator, id, reason st
 	}
 	c, err := s.stop(ctx, by.OperatorID, id, Killed, reason)
 	if err == nil {
-		s.drop(id)
+		s.drop(c)
 	}
 	return c, err
 }
@@ -256,7 +264,7 @@ func (s *Service) Kill(ctx context.Context, by *identity.Operator, id, reason st
 func (s *Service) Pause(ctx context.Context, by, id, reason string) (*Campaign, error) {
 	c, err := s.stop(ctx, by, id, Paused, reason)
 	if err == nil {
-		s.drop(id)
+		s.drop(c)
 	}
 	return c, err
 }
