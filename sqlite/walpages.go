@@ -27,6 +27,9 @@ type WALMark struct {
 type WALPages struct {
 	Commits int
 	Frames  int
+	// Restarted says the log was checkpointed and restarted after the
+	// mark: what it counts is only the tail after the restart.
+	Restarted bool
 	// Pages is, per table or index, how many of its pages the commits
 	// wrote (each page once a commit, however often it changed).
 	Pages map[string]int
@@ -52,7 +55,8 @@ func (db *DB) WALPages(ctx context.Context, mark WALMark) (WALPages, error) {
 		return WALPages{}, err
 	}
 	frames := log.frames
-	if log.salt == mark.salt && mark.frames <= len(frames) {
+	restarted := log.salt != mark.salt || mark.frames > len(frames)
+	if !restarted {
 		frames = frames[mark.frames:]
 	}
 	owner := map[uint32]string{}
@@ -72,7 +76,7 @@ func (db *DB) WALPages(ctx context.Context, mark WALMark) (WALPages, error) {
 	if err := rows.Err(); err != nil {
 		return WALPages{}, err
 	}
-	out := WALPages{Frames: len(frames), Pages: map[string]int{}}
+	out := WALPages{Frames: len(frames), Restarted: restarted, Pages: map[string]int{}}
 	commit := map[uint32]bool{}
 	for _, f := range frames {
 		commit[f.page] = true
