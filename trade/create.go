@@ -166,8 +166,10 @@ func (s *Service) userExists(ctx context.Context, userID string) error {
 
 // createOp inserts a trade unless its out_trade_no exists. The key keeps
 // two creations of one out_trade_no out of one batch; across processes the
-// unique index decides, and the one that finds the row taken reads it. The
-// common case, a new trade, is one statement.
+// unique index decides (insertTrade). Prepare looks the out_trade_no up, a
+// read the store may run with the batch's others (ledger.Prefetcher), and
+// Finish inserts with a Write, so on PostgreSQL a new trade costs the
+// batch no round trip of its own.
 type createOp struct {
 	key   string
 	trade *Trade
@@ -181,28 +183,35 @@ func (o *createOp) Keys() []string { return []string{o.key} }
 // Applied says whether the op created the trade (ledger.Applier).
 func (o *createOp) Applied() bool { return o.existing == nil && o.refusal == nil }
 
-func (o *createOp) Prepare(context.Context, ledger.Tx) ([]ledger.Transfer, error) {
-	o.existing, o.refusal = nil, nil
-	return nil, nil
+// outTradeNoSQL finds a merchant's trade by out_trade_no.
+const outTradeNoSQL = `SELECT ` + tradeColumns + ` FROM trades WHERE merchant_id = ? AND out_trade_no = ?`
+
+// Reads names Prepare's look-up (ledger.Prefetcher).
+func (o *createOp) Reads() []ledger.Read {
+	return []ledger.Read{{Query: outTradeNoSQL, Args: []any{o.trade.MerchantID, o.trade.OutTradeNo}}}
 }
 
-func (o *createOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
-	inserted, err := insertTrade(ctx, tx, o.trade)
-	if err != nil || inserted {
-		return err
-	}
-	t, err := scanTrade(tx.QueryRow(ctx, `SELECT `+tradeColumns+` FROM trades
-		WHERE merchant_id = ? AND out_trade_no = ?`, o.trade.MerchantID, o.trade.OutTradeNo))
+func (o *createOp) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Transfer, error) {
+	o.existing, o.refusal = nil, nil
+	t, err := scanTrade(tx.QueryRow(ctx, outTradeNoSQL, o.trade.MerchantID, o.trade.OutTradeNo))
 	switch {
+	case errors.Is(err, ledger.ErrNoRows):
 	case err != nil:
-		return fmt.Errorf("trade: look up out_trade_no: %w", err)
+		return nil, fmt.Errorf("trade: look up out_trade_no: %w", err)
 	case t.ParamsHash != o.trade.ParamsHash:
 		o.refusal = &zhifu.Error{Code: zhifu.ContextInconsistent, Param: "out_trade_no",
 			Message: fmt.Sprintf("out_trade_no %s was used for trade %s with other parameters", t.OutTradeNo, t.TradeNo)}
 	default:
 		o.existing = t
 	}
-	return nil
+	return nil, nil
+}
+
+func (o *createOp) Finish(ctx context.Context, tx ledger.Tx, _ []ledger.TransferResult) error {
+	if !o.Applied() {
+		return nil
+	}
+	return insertTrade(ctx, tx, o.trade)
 }
 
 // Query returns merchant m's trade by trade_no; another merchant's trade is
@@ -227,8 +236,7 @@ func (s *Service) QueryByOutTradeNo(ctx context.Context, m *identity.Merchant, o
 	if !ValidOutNo(outTradeNo) {
 		return nil, notFound
 	}
-	t, err := scanTrade(s.cfg.Store.Reader().QueryRow(ctx, `SELECT `+tradeColumns+` FROM trades
-		WHERE merchant_id = ? AND out_trade_no = ?`, m.MerchantID, outTradeNo))
+	t, err := scanTrade(s.cfg.Store.Reader().QueryRow(ctx, outTradeNoSQL, m.MerchantID, outTradeNo))
 	if errors.Is(err, ledger.ErrNoRows) {
 		return nil, notFound
 	}

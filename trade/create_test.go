@@ -26,7 +26,7 @@ func (o *racedCreate) Prepare(ctx context.Context, tx ledger.Tx) ([]ledger.Trans
 		rival := *o.createOp.trade
 		rival.TradeNo = "20260102" + "999999999999999999"
 		err = o.other.Update(ctx, func(tx ledger.Tx) error {
-			_, err := insertTrade(ctx, tx, &rival)
+			err := insertTrade(ctx, tx, &rival)
 			return err
 		})
 	}
@@ -82,7 +82,7 @@ func TestCreateOutTradeNo(t *testing.T) {
 				rival := *mine
 				rival.TradeNo = "20260102" + "999999999999999999"
 				if err := other.Update(ctx, func(tx ledger.Tx) error {
-					_, err := insertTrade(ctx, tx, &rival)
+					err := insertTrade(ctx, tx, &rival)
 					return err
 				}); err != nil {
 					t.Fatal(err)

@@ -139,11 +139,14 @@ func loadTrade(ctx context.Context, q ledger.Querier, tradeNo string, lock bool)
 	return t, nil
 }
 
-// insertTrade writes a new trade, unless the merchant's out_trade_no is
-// taken (inserted is then false). Any other conflict, such as a repeated
-// trade_no, is an error.
-func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool, err error) {
-	n, err := q.Exec(ctx, `INSERT INTO trades (`+tradeColumns+`) VALUES
+// insertTrade writes a new trade. Its op has looked the merchant's
+// out_trade_no up first (createOp): if another process took it since, the
+// insert changes no row, and the Write's count error, an ErrConflict,
+// makes the store run the transaction again, where the look-up finds it.
+// Any other conflict, such as a repeated trade_no, is an error. A Write,
+// so that on PostgreSQL the insert rides with the batch's other writes.
+func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) error {
+	err := q.Write(ctx, 1, `INSERT INTO trades (`+tradeColumns+`) VALUES
 		(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`,
 		t.TradeNo, t.OutTradeNo, t.MerchantID, t.SellerID, t.BuyerID, string(t.Mode), t.Subject,
@@ -153,9 +156,9 @@ func insertTrade(ctx context.Context, q ledger.Querier, t *Trade) (inserted bool
 		nanos(t.CreatedAt), nanos(t.PaidAt), nanos(t.ShippedAt), nanos(t.FinishedAt), nanos(t.ClosedAt),
 		nanos(t.CloseDue), nanos(t.ConfirmDue), t.CampaignID, t.CampaignLabel, t.BudgetAccount, t.notifySeq)
 	if err != nil {
-		return false, fmt.Errorf("trade: insert %s: %w", t.TradeNo, err)
+		return fmt.Errorf("trade: insert %s: %w", t.TradeNo, err)
 	}
-	return n == 1, nil
+	return nil
 }
 
 // saveTrade writes what a move changed. The WHERE clause repeats the status
