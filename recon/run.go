@@ -172,6 +172,8 @@ func (s *Service) complete(ctx context.Context, run *Run, req Request) (*Run, er
 	defer stop(nil)
 	var p progress
 	p.setPhase(PhaseReading)
+	s.live.Store(run.RunID, &p)
+	defer s.live.Delete(run.RunID)
 	hctx, stopHeartbeat := context.WithCancel(ctx)
 	var hb sync.WaitGroup
 	hb.Go(func() { s.heartbeat(hctx, run, &p, stop) })

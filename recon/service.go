@@ -94,6 +94,9 @@ type Service struct {
 	mu      sync.Mutex
 	running map[string]string // bank+day → run id, the runs of this process
 	slots   chan struct{}
+	// live is the progress of this process's runs, by run id: fresher
+	// than the row, which the heartbeat writes once a second.
+	live sync.Map
 
 	base    atomic.Pointer[context.Context] // the background loop's, for runs started by requests
 	runs    sync.WaitGroup

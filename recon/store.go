@@ -132,7 +132,19 @@ func (s *Service) GetRun(ctx context.Context, runID string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recon: run %s: %w", runID, err)
 	}
+	s.withLive(r)
 	return r, nil
+}
+
+// withLive gives a run this process is doing its progress as of now
+// rather than as of its last heartbeat.
+func (s *Service) withLive(r *Run) {
+	v, ok := s.live.Load(r.RunID)
+	if !ok || r.State != Running {
+		return
+	}
+	p := v.(*progress)
+	r.Phase, r.LinesTotal, r.LinesDone, r.Records = *p.phase.Load(), p.linesTotal.Load(), p.linesDone.Load(), p.records.Load()
 }
 
 // PageMax bounds one page of runs or items.
@@ -180,6 +192,7 @@ func (s *Service) ListRuns(ctx context.Context, f RunFilter) ([]*Run, bool, erro
 		if err != nil {
 			return nil, false, fmt.Errorf("recon: runs: %w", err)
 		}
+		s.withLive(r)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
