@@ -125,8 +125,11 @@ func (b *Bill) countTradeLines(ctx context.Context) (int64, error) {
 
 // billTradesWhere finds trades paid in [from, to). created_at narrows the
 // search to the (merchant_id, created_at) index: a trade is paid before it
-// closes, at most TimeoutExpressMax after it was created.
-const billTradesWhere = `merchant_id = ? AND created_at >= ? AND created_at < ? AND paid_at >= ? AND paid_at < ?`
+// closes, at most TimeoutExpressMax after it was created. It states the
+// index's predicate, created_at > 0 (true of every trade), so that both
+// databases may use it (migration 0027).
+const billTradesWhere = `merchant_id = ? AND created_at > 0 AND created_at >= ? AND created_at < ?
+	AND paid_at >= ? AND paid_at < ?`
 
 func (b *Bill) tradeArgs() []any {
 	return []any{b.merchantID, b.from.Add(-TimeoutExpressMax).UnixNano(), b.to.UnixNano(),
