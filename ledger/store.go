@@ -28,6 +28,15 @@ type Tx interface {
 	Querier
 }
 
+// LockingLoader is a Tx that can lock accounts and load transfers in one
+// step, as LockAccounts then LoadTransfers would: a store that pays a
+// round trip per statement (PostgreSQL) sends both at once. The ledger
+// uses it when a batch resolves no pending transfer, whose accounts it
+// would have to load first.
+type LockingLoader interface {
+	LockAccountsLoadTransfers(ctx context.Context, accountIDs []int64, transferIDs []string) ([]Account, []Transfer, error)
+}
+
 // Store keeps the ledger durably. Package sqlite and package postgres
 // implement it; package storetest holds the one test suite both must pass.
 type Store interface {
@@ -162,18 +171,26 @@ func load(ctx context.Context, tx Tx, subs [][]Transfer) (*State, error) {
 			accountIDs = appendNonZero(accountIDs, p.DebitAccountID, p.CreditAccountID)
 		}
 	}
-	accounts, err := tx.LockAccounts(ctx, sortedUnique(accountIDs))
-	if err != nil {
-		return nil, err
+	var accounts []Account
+	var existing []Transfer
+	var err error
+	if ll, ok := tx.(LockingLoader); ok && len(pendingIDs) == 0 {
+		accounts, existing, err = ll.LockAccountsLoadTransfers(ctx, sortedUnique(accountIDs), sortedUniqueStrings(ids))
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if accounts, err = tx.LockAccounts(ctx, sortedUnique(accountIDs)); err != nil {
+			return nil, err
+		}
+		if existing, err = tx.LoadTransfers(ctx, sortedUniqueStrings(ids)); err != nil {
+			return nil, err
+		}
 	}
 	s.before = make(map[int64]Account, len(accounts))
 	for i := range accounts {
 		s.Accounts[accounts[i].ID] = &accounts[i]
 		s.before[accounts[i].ID] = accounts[i]
-	}
-	existing, err := tx.LoadTransfers(ctx, sortedUniqueStrings(ids))
-	if err != nil {
-		return nil, err
 	}
 	for i := range existing {
 		e := existing[i]

@@ -66,14 +66,33 @@ func (p *pipeline) queue(ctx context.Context, want int64, query string, args []a
 // flush sends the held Writes in one round trip and checks each one's
 // outcome. Every statement of the transaction calls it first, so each
 // runs after the Writes made before it, as if they had been sent at once.
-func (p *pipeline) flush(ctx context.Context) error {
-	if p == nil || len(p.want) == 0 {
+func (p *pipeline) flush(ctx context.Context) error { return p.flushWith(ctx) }
+
+// piped is a statement sent after the held Writes, in their round trip,
+// whose rows read takes.
+type piped struct {
+	sql  string
+	args []any
+	read func(pgx.Rows) error
+}
+
+// flushWith sends the held Writes and then qs, in order, in one round
+// trip: a statement whose rows the transaction needs (the accounts it
+// locks, the balances it writes) costs no round trip of its own.
+func (p *pipeline) flushWith(ctx context.Context, qs ...piped) error {
+	if p == nil || len(p.want) == 0 && len(qs) == 0 {
 		return nil
 	}
 	// The results are read through the batch sent, so the next Writes
 	// go into a new one.
 	batch, queries, want := p.batch, p.queries, p.want
 	p.batch, p.queries, p.want = nil, nil, nil
+	if batch == nil {
+		batch = &pgx.Batch{}
+	}
+	for _, q := range qs {
+		batch.Queue(q.sql, q.args...)
+	}
 	br := p.tx.SendBatch(ctx, batch)
 	for i := range want {
 		tag, err := br.Exec()
@@ -83,6 +102,18 @@ func (p *pipeline) flush(ctx context.Context) error {
 		if err != nil {
 			br.Close()
 			return fmt.Errorf("postgres: write: %w", err)
+		}
+	}
+	for _, q := range qs {
+		rows, err := br.Query()
+		if err != nil {
+			err = fmt.Errorf("postgres: %w", err)
+		} else {
+			err = q.read(rows)
+		}
+		if err != nil {
+			br.Close()
+			return err
 		}
 	}
 	if err := br.Close(); err != nil {

@@ -21,17 +21,55 @@ type writeTx struct {
 }
 
 func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
-	if err := w.p.flush(ctx); err != nil {
-		return nil, err
-	}
-	return lookupAccounts(ctx, w.tx, ids, true)
+	out, _, err := w.LockAccountsLoadTransfers(ctx, ids, nil)
+	return out, err
 }
 
 func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
-	if err := w.p.flush(ctx); err != nil {
+	var out []ledger.Transfer
+	var qs []piped
+	if len(ids) > 0 {
+		qs = append(qs, piped{lookupTransfersSQL, []any{uniqueStrings(ids)}, readInto(&out, scanTransfers, "load transfers")})
+	}
+	if err := w.p.flushWith(ctx, qs...); err != nil {
 		return nil, err
 	}
-	return lookupTransfers(ctx, w.tx, ids)
+	return out, nil
+}
+
+// LockAccountsLoadTransfers sends the held Writes, the accounts' lock and
+// the transfers' look-up in one round trip (ledger.LockingLoader).
+func (w *writeTx) LockAccountsLoadTransfers(ctx context.Context, accountIDs []int64, transferIDs []string) ([]ledger.Account, []ledger.Transfer, error) {
+	var accounts []ledger.Account
+	var transfers []ledger.Transfer
+	var qs []piped
+	if len(accountIDs) > 0 {
+		// Ascending and unique: rows are locked in array order, and every
+		// process locking in one order is what keeps them from deadlocking.
+		qs = append(qs, piped{lockAccountsSQL, []any{sortedUniqueInts(accountIDs)},
+			readInto(&accounts, scanAccounts, "load accounts")})
+	}
+	if len(transferIDs) > 0 {
+		qs = append(qs, piped{lookupTransfersSQL, []any{uniqueStrings(transferIDs)},
+			readInto(&transfers, scanTransfers, "load transfers")})
+	}
+	if err := w.p.flushWith(ctx, qs...); err != nil {
+		return nil, nil, err
+	}
+	return accounts, transfers, nil
+}
+
+// readInto is a piped statement's reader that keeps what scan made of its
+// rows in *out.
+func readInto[T any](out *[]T, scan func(pgx.Rows) ([]T, error), what string) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		v, err := scan(rows)
+		if err != nil {
+			return fmt.Errorf("postgres: %s: %w", what, err)
+		}
+		*out = v
+		return nil
+	}
 }
 
 func (w *writeTx) LoadResolutions(ctx context.Context, pendingIDs []string) (map[string]ledger.TransferFlags, error) {
@@ -92,17 +130,56 @@ func (w *writeTx) InsertAccounts(ctx context.Context, accounts []ledger.Account)
 var transferColumnNames = []string{"id", "debit_account_id", "credit_account_id", "amount", "pending_id",
 	"ledger", "code", "flags", "user_data", "ts", "debit_balance", "credit_balance"}
 
-// InsertTransfers inserts with COPY, the fastest way into PostgreSQL; seq
-// is assigned in slice order. COPY stops at the first duplicate id or
-// pending_id with unique_violation, which makes Update run the transaction
-// again.
+// Limits.
+const (
+	// insertPipelinedMax is the most transfers InsertTransfers sends as
+	// one INSERT held with the transaction's Writes; more go by COPY,
+	// faster for many rows but a round trip of its own.
+	insertPipelinedMax = 512
+)
+
+// insertTransfersSQL inserts a batch's transfers from arrays, in array
+// order (seq follows it).
+const insertTransfersSQL = `INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, pending_id,
+		ledger, code, flags, user_data, ts, debit_balance, credit_balance)
+	SELECT id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags, user_data, ts,
+		debit_balance, credit_balance
+	FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+		$8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[])
+		WITH ORDINALITY AS v(id, debit_account_id, credit_account_id, amount, pending_id, ledger, code, flags,
+			user_data, ts, debit_balance, credit_balance, n)
+	ORDER BY n`
+
+// InsertTransfers inserts the transfers; seq is assigned in slice order.
+// A batch of up to insertPipelinedMax is one INSERT over arrays, held
+// with the Writes and sent with the transaction's next statement (the
+// balances' update); a larger one goes by COPY, the fastest way into
+// PostgreSQL. A duplicate id or pending_id fails with unique_violation,
+// which makes Update run the transaction again.
 func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transfer) error {
 	w.p.wrote()
-	if err := w.p.flush(ctx); err != nil {
-		return err
-	}
 	if len(transfers) == 0 {
 		return nil
+	}
+	if len(transfers) <= insertPipelinedMax {
+		n := len(transfers)
+		id, pending, userData := make([]string, n), make([]*string, n), make([]string, n)
+		debit, credit, amount, ledgerID := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		code, flags, ts, dbal, cbal := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		for i := range transfers {
+			t := &transfers[i]
+			id[i], debit[i], credit[i], amount[i] = t.ID, t.DebitAccountID, t.CreditAccountID, t.Amount
+			if t.PendingID != "" {
+				pending[i] = &t.PendingID
+			}
+			ledgerID[i], code[i], flags[i], userData[i] = int64(t.Ledger), int64(t.Code), int64(t.Flags), t.UserData
+			ts[i], dbal[i], cbal[i] = t.Timestamp, t.DebitBalance, t.CreditBalance
+		}
+		return w.p.queue(ctx, int64(n), insertTransfersSQL,
+			[]any{id, debit, credit, amount, pending, ledgerID, code, flags, userData, ts, dbal, cbal})
+	}
+	if err := w.p.flush(ctx); err != nil {
+		return err
 	}
 	// CopyFrom encodes each row before asking for the next, so one slice
 	// serves every row.
@@ -128,33 +205,31 @@ func (w *writeTx) InsertTransfers(ctx context.Context, transfers []ledger.Transf
 	return nil
 }
 
-// UpdateAccounts writes the balances of all accounts in one statement and
-// returns the rows as written.
+// updateAccountsSQL writes a batch's balances from arrays and returns the
+// rows as written.
+const updateAccountsSQL = `UPDATE accounts a SET debits_pending = v.dpend, debits_posted = v.dpost,
+		credits_pending = v.cpend, credits_posted = v.cpost
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dpend, dpost, cpend, cpost)
+		WHERE a.id = v.id
+		RETURNING a.id, a.ledger, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, a.ts`
+
+// UpdateAccounts writes the balances of all accounts in one statement,
+// sent with the held Writes (the batch's business rows and transfers) in
+// one round trip, and returns the rows as written.
 func (w *writeTx) UpdateAccounts(ctx context.Context, accounts []ledger.Account) ([]ledger.Account, error) {
 	w.p.wrote()
-	if err := w.p.flush(ctx); err != nil {
-		return nil, err
-	}
 	if len(accounts) == 0 {
-		return nil, nil
+		return nil, w.p.flush(ctx)
 	}
 	n := len(accounts)
 	id, dpend, dpost, cpend, cpost := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, a := range accounts {
 		id[i], dpend[i], dpost[i], cpend[i], cpost[i] = a.ID, a.DebitsPending, a.DebitsPosted, a.CreditsPending, a.CreditsPosted
 	}
-	rows, err := w.tx.Query(ctx, `UPDATE accounts a SET debits_pending = v.dpend, debits_posted = v.dpost,
-		credits_pending = v.cpend, credits_posted = v.cpost
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(id, dpend, dpost, cpend, cpost)
-		WHERE a.id = v.id
-		RETURNING a.id, a.ledger, a.code, a.flags, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, a.ts`,
-		id, dpend, dpost, cpend, cpost)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: update accounts: %w", err)
-	}
-	written, err := scanAccounts(rows)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: update accounts: %w", err)
+	var written []ledger.Account
+	if err := w.p.flushWith(ctx, piped{updateAccountsSQL, []any{id, dpend, dpost, cpend, cpost},
+		readInto(&written, scanAccounts, "update accounts")}); err != nil {
+		return nil, err
 	}
 	return written, nil
 }
