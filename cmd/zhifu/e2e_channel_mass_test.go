@@ -235,13 +235,33 @@ func TestChannelMassWithdrawal(t *testing.T) {
 	// Nothing overdrawn: every withdrawer's money is where it should be,
 	// and the ledger check (custody against the banks' books included) is
 	// clean while payouts are still going.
+	// The wallet and the bank transactions are two reads: a payout that
+	// settles between them would count as frozen and as paid out. A
+	// payout's settlement and its status commit together, so a balance
+	// read between two equal sums of what was paid is one state.
 	for _, u := range users[:10] {
-		avail, frozen := idBalance(t, e.env, u.idUser)
+		paidOut := func() int64 {
+			var paid int64
+			if err := e.m.store.Reader().QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM bank_txns
+				WHERE user_id = ? AND status = 'SUCCESS'`, u.id).Scan(&paid); err != nil {
+				t.Fatal(err)
+			}
+			return paid
+		}
+		var avail, frozen string
+		var paid int64
+		for try := 0; ; try++ {
+			before := paidOut()
+			avail, frozen = idBalance(t, e.env, u.idUser)
+			if paid = paidOut(); paid == before {
+				break
+			}
+			if try == 100 {
+				t.Fatalf("%s: payouts kept settling during 100 reads of the wallet", u.login)
+			}
+		}
 		a, _ := zhifu.ParseAmount(avail, "")
 		f, _ := zhifu.ParseAmount(frozen, "")
-		var paid int64
-		e.m.store.Reader().QueryRow(ctx, `SELECT coalesce(sum(amount), 0) FROM bank_txns WHERE user_id = ?
-			AND status = 'SUCCESS'`, u.id).Scan(&paid)
 		if int64(a+f)+paid != per*100 || a < 0 || f < 0 {
 			t.Errorf("%s: available %s + frozen %s + paid out %s != deposited %s", u.login, avail, frozen,
 				zhifu.Amount(paid), zhifu.Amount(per*100))
