@@ -228,14 +228,15 @@ func (db *DB) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 }
 
 func (db *DB) update(ctx context.Context, fn func(ledger.Tx) error) error {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	c, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
-	db.trips.trips.Add(1) // the BEGIN, sent before the connection was known
-	defer db.trips.watch(tx.Conn())()
-	// Rolling back a committed transaction does nothing. The rollback runs
-	// even if ctx is done, so the connection goes back to the pool clean.
+	defer db.trips.watch(c.Conn())()
+	// BEGIN goes with the first statement (lazyTx). Rolling back a
+	// committed transaction does nothing; the rollback runs even if ctx
+	// is done, and gives the connection back to the pool.
+	tx := &lazyTx{c: c}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	p := &pipeline{tx: tx}
 	if err := fn(&writeTx{querier: querier{q: tx, p: p}, tx: tx}); err != nil {

@@ -33,7 +33,7 @@ type querier struct {
 
 // pipeline holds a transaction's Writes not yet sent.
 type pipeline struct {
-	tx      pgx.Tx
+	tx      *lazyTx
 	batch   *pgx.Batch
 	queries []string
 	want    []int64

@@ -17,7 +17,7 @@ import (
 // the Writes the pipeline holds, so statements run in the order made.
 type writeTx struct {
 	querier
-	tx pgx.Tx
+	tx *lazyTx
 }
 
 func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
