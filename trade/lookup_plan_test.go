@@ -1,8 +1,6 @@
 package trade
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -52,39 +50,13 @@ func TestTradeLookupsUseTheirIndexes(t *testing.T) {
 // planning each run anew.
 func explainGeneric(t *testing.T, st ledger.Store, query string, args ...any) string {
 	t.Helper()
-	var b strings.Builder
-	err := st.Update(context.Background(), func(tx ledger.Tx) error {
-		b.Reset()
-		ctx := context.Background()
-		if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `PREPARE lookup_plan AS `+strings.TrimSuffix(query, " FOR UPDATE")); err != nil {
-			return err
-		}
-		defer tx.Exec(ctx, `DEALLOCATE lookup_plan`)
-		// EXECUTE takes no parameters of its own: the test's values,
-		// plain strings, go in as literals.
-		lits := make([]string, len(args))
-		for i, a := range args {
-			lits[i] = "'" + a.(string) + "'"
-		}
-		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE lookup_plan(`+strings.Join(lits, ", ")+`)`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				return err
-			}
-			fmt.Fprintln(&b, line)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		t.Fatal(err)
+	// EXECUTE takes no parameters of its own: the test's values, plain
+	// strings, go in as literals.
+	lits := make([]string, len(args))
+	for i, a := range args {
+		lits[i] = "'" + a.(string) + "'"
 	}
-	return b.String()
+	return plan(t, st, "postgres", []string{`SET LOCAL plan_cache_mode = force_generic_plan`,
+		`PREPARE lookup_plan AS ` + strings.TrimSuffix(query, " FOR UPDATE")},
+		`EXPLAIN EXECUTE lookup_plan(`+strings.Join(lits, ", ")+`)`, nil, `DEALLOCATE lookup_plan`)
 }

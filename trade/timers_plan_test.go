@@ -47,17 +47,29 @@ func TestTimerQueriesUseTheirIndexes(t *testing.T) {
 // plan shows which indexes the query may use.
 func explain(t *testing.T, st ledger.Store, store, query string, args ...any) string {
 	t.Helper()
+	if store == "postgres" {
+		return plan(t, st, store, []string{`SET LOCAL enable_seqscan = off`}, "EXPLAIN "+query, args, "")
+	}
+	return plan(t, st, store, nil, "EXPLAIN QUERY PLAN "+query, args, "")
+}
+
+// plan runs the statements of setup, then the EXPLAIN query, and returns
+// the plan's lines; cleanup, if any, runs last.
+func plan(t *testing.T, st ledger.Store, store string, setup []string, query string, args []any, cleanup string) string {
+	t.Helper()
+	ctx := context.Background()
 	var b strings.Builder
-	err := st.Update(context.Background(), func(tx ledger.Tx) error {
+	err := st.Update(ctx, func(tx ledger.Tx) error {
 		b.Reset()
-		prefix := "EXPLAIN QUERY PLAN "
-		if store == "postgres" {
-			prefix = "EXPLAIN "
-			if _, err := tx.Exec(context.Background(), `SET LOCAL enable_seqscan = off`); err != nil {
+		for _, q := range setup {
+			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
 			}
 		}
-		rows, err := tx.Query(context.Background(), prefix+query, args...)
+		if cleanup != "" {
+			defer tx.Exec(ctx, cleanup)
+		}
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
