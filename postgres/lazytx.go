@@ -13,9 +13,9 @@ import (
 // lazyTx is a write transaction on a connection of the pool whose BEGIN
 // is not sent on its own: it goes with the transaction's first statement,
 // at the head of that statement's batch, so that it costs no round trip.
-// On a machine whose cores are busy a round trip is the wait for the
-// server's process to be scheduled, about a millisecond of a paid-trade
-// batch's five (BENCHMARKS.md). A statement that is not a batch (a plain
+// A bare BEGIN's round trip took about a millisecond of a paid-trade
+// batch's five on the benchmark machine (BENCHMARKS.md), on loopback:
+// most likely the server's process waiting for a busy core. A statement that is not a batch (a plain
 // Exec or Query first) sends BEGIN ahead of it, as pgx's own Begin does.
 type lazyTx struct {
 	c     *pgxpool.Conn

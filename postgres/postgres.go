@@ -400,20 +400,13 @@ func scanTransfers(rows pgx.Rows) ([]ledger.Transfer, error) {
 	return out, rows.Err()
 }
 
-// lookupAccounts reads accounts by id in ascending id order; lock adds FOR
-// UPDATE, which locks the rows in that order.
-func lookupAccounts(ctx context.Context, q queryer, ids []int64, lock bool) ([]ledger.Account, error) {
+// lookupAccounts reads accounts by id in ascending id order, outside a
+// transaction (a write transaction locks them: LockAccountsLoadTransfers).
+func lookupAccounts(ctx context.Context, q queryer, ids []int64) ([]ledger.Account, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	// Ascending and unique: rows are locked in array order, and every
-	// process locking in one order is what keeps them from deadlocking.
-	ids = sortedUniqueInts(ids)
-	sql := lookupAccountsSQL + ` ORDER BY a.id`
-	if lock {
-		sql = lockAccountsSQL
-	}
-	rows, err := q.Query(ctx, sql, ids)
+	rows, err := q.Query(ctx, lookupAccountsSQL+` ORDER BY a.id`, sortedUniqueInts(ids))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load accounts: %w", err)
 	}
@@ -466,7 +459,7 @@ func uniqueStrings(ids []string) []string {
 // LookupAccounts reads committed accounts by id, in ascending id order.
 // Unknown ids are absent from the result.
 func (db *DB) LookupAccounts(ctx context.Context, ids []int64) ([]ledger.Account, error) {
-	return lookupAccounts(ctx, db.pool, ids, false)
+	return lookupAccounts(ctx, db.pool, ids)
 }
 
 // LookupTransfers reads committed transfers by id. Unknown ids are absent

@@ -26,15 +26,8 @@ func (w *writeTx) LockAccounts(ctx context.Context, ids []int64) ([]ledger.Accou
 }
 
 func (w *writeTx) LoadTransfers(ctx context.Context, ids []string) ([]ledger.Transfer, error) {
-	var out []ledger.Transfer
-	var qs []piped
-	if len(ids) > 0 {
-		qs = append(qs, piped{lookupTransfersSQL, []any{uniqueStrings(ids)}, readInto(&out, scanTransfers, "load transfers")})
-	}
-	if err := w.p.flushWith(ctx, qs...); err != nil {
-		return nil, err
-	}
-	return out, nil
+	_, out, err := w.LockAccountsLoadTransfers(ctx, nil, ids)
+	return out, err
 }
 
 // LockAccountsLoadTransfers sends the held Writes, the accounts' lock and
