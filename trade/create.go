@@ -246,6 +246,14 @@ func (s *Service) QueryByOutTradeNo(ctx context.Context, m *identity.Merchant, o
 	return t, nil
 }
 
+// listTradesSQL is a page of a merchant's trades, newest first, after a
+// cursor (created_at, trade_no). created_at > 0, true of every trade, is
+// trades_merchant_day's predicate: stated, so that both databases may use
+// that index (migration 0027).
+const listTradesSQL = `SELECT ` + tradeColumns + ` FROM trades WHERE merchant_id = ? AND created_at > 0
+	AND (created_at < ? OR (created_at = ? AND trade_no < ?))
+	ORDER BY created_at DESC, trade_no DESC LIMIT ?`
+
 // ListLimitMax bounds one page of List.
 const ListLimitMax = 100
 
@@ -268,12 +276,7 @@ func (s *Service) List(ctx context.Context, m *identity.Merchant, limit int, sta
 		}
 		cursorAt, cursorNo = nanos(t.CreatedAt), t.TradeNo
 	}
-	// created_at > 0, true of every trade, is trades_merchant_day's
-	// predicate: stated, so that both databases may use that index.
-	rows, err := q.Query(ctx, `SELECT `+tradeColumns+` FROM trades WHERE merchant_id = ? AND created_at > 0
-		AND (created_at < ? OR (created_at = ? AND trade_no < ?))
-		ORDER BY created_at DESC, trade_no DESC LIMIT ?`,
-		m.MerchantID, cursorAt, cursorAt, cursorNo, limit+1)
+	rows, err := q.Query(ctx, listTradesSQL, m.MerchantID, cursorAt, cursorAt, cursorNo, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("trade: list: %w", err)
 	}

@@ -15,8 +15,7 @@ import (
 // The table is empty, the state in which a new database caches its plans.
 // The merchant's list and bill, by time, keep trades_merchant_day.
 func TestTradeLookupsUseTheirIndexes(t *testing.T) {
-	list := `SELECT ` + tradeColumns + ` FROM trades WHERE merchant_id = ? AND created_at > 0
-		AND (created_at < ? OR (created_at = ? AND trade_no < ?)) ORDER BY created_at DESC, trade_no DESC LIMIT 11`
+	list := listTradesSQL
 	bill := `SELECT COUNT(*) FROM trades WHERE ` + billTradesWhere
 	index := map[string]map[string]string{
 		"sqlite": {outTradeNoSQL: "sqlite_autoindex_trades_2", lockTradeSQL: "sqlite_autoindex_trades_1",
@@ -25,7 +24,7 @@ func TestTradeLookupsUseTheirIndexes(t *testing.T) {
 			list: "trades_merchant_day", bill: "trades_merchant_day"},
 	}
 	args := map[string][]any{outTradeNoSQL: {"M1", "o1"}, lockTradeSQL: {"T1"},
-		list: {"M1", "9", "9", "T9"}, bill: {"M1", "1", "9", "1", "9"}}
+		list: {"M1", "9", "9", "T9", "11"}, bill: {"M1", "1", "9", "1", "9"}}
 	for name, open := range testStores {
 		t.Run(name, func(t *testing.T) {
 			st, _ := open(t)
