@@ -318,7 +318,10 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func (tb *tradeBench) run(b *testing.B) {
+func (tb *tradeBench) run(b *testing.B) { tb.runWith(b, tb.pair) }
+
+// runWith is run with pair as what each client does for one trade.
+func (tb *tradeBench) runWith(b *testing.B, pair func(seq int64, buyer string) error) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, benchClients)
 	errs := make([]error, benchClients)
@@ -344,7 +347,7 @@ func (tb *tradeBench) run(b *testing.B) {
 					return
 				}
 				t0 := time.Now()
-				if err := tb.pair(seq, tb.buyers[c]); err != nil {
+				if err := pair(seq, tb.buyers[c]); err != nil {
 					errs[c] = err
 					return
 				}
