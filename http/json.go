@@ -136,9 +136,25 @@ func hex4(b []byte, i int) (rune, bool) {
 // API's bodies are a few levels deep.
 const jsonNestingMax = 32
 
-// checkDuplicateKeys walks b's tokens and refuses an object with a key
-// twice, compared after unescaping ("id" and "i\u0064" are one key).
+// checkDuplicateKeys refuses an object with a key twice, compared after
+// unescaping ("id" and "i\u0064" are one key): by scanKeys where it can
+// tell, else by walking b's tokens.
 func checkDuplicateKeys(b []byte) error {
+	switch dup, r := scanKeys(b); r {
+	case scanNoDuplicate:
+		return nil
+	case scanDuplicate:
+		return duplicateKey(dup)
+	}
+	return walkDuplicateKeys(b)
+}
+
+func duplicateKey(k string) error {
+	return invalidRequest(k, "request body names "+k+" twice in one object")
+}
+
+// walkDuplicateKeys is checkDuplicateKeys by the decoder's tokens.
+func walkDuplicateKeys(b []byte) error {
 	type frame struct {
 		keys      map[string]bool // nil for an array
 		expectKey bool
@@ -178,7 +194,7 @@ func checkDuplicateKeys(b []byte) error {
 		if f.expectKey {
 			k, _ := tok.(string)
 			if f.keys[k] {
-				return invalidRequest(k, "request body names "+k+" twice in one object")
+				return duplicateKey(k)
 			}
 			f.keys[k] = true
 		}

@@ -1,0 +1,258 @@
+package http
+
+import "bytes"
+
+// keysScan is checkDuplicateKeys's fast path: one pass over b, with no
+// allocation for the small objects the API takes, that finds a key named
+// twice in one object. It follows the JSON grammar strictly and gives up
+// (scanUnsure) on whatever it does not settle alone: a syntax error, a key
+// with an escape (compared only after unescaping), nesting as deep as
+// jsonNestingMax, data after the first value. The token walk then decides.
+// FuzzKeysScan checks that the two agree wherever the fast path answers.
+type keysScan struct {
+	b     []byte
+	i     int
+	depth int
+	dup   string
+}
+
+type scanResult int
+
+const (
+	scanNoDuplicate scanResult = iota
+	scanDuplicate
+	scanUnsure
+)
+
+// keysLinearMax is how many keys an object's duplicates are looked for
+// among by comparing one by one; past it, a map, so that a body of
+// thousands of keys costs no more than linear time.
+const keysLinearMax = 16
+
+func scanKeys(b []byte) (dup string, r scanResult) {
+	s := keysScan{b: b}
+	s.ws()
+	if r := s.value(); r != scanNoDuplicate {
+		return s.dup, r
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return "", scanUnsure
+	}
+	return "", scanNoDuplicate
+}
+
+func (s *keysScan) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *keysScan) value() scanResult {
+	if s.i >= len(s.b) {
+		return scanUnsure
+	}
+	switch c := s.b[s.i]; {
+	case c == '{':
+		return s.object()
+	case c == '[':
+		return s.array()
+	case c == '"':
+		if _, _, ok := s.str(); !ok {
+			return scanUnsure
+		}
+		return scanNoDuplicate
+	case c == '-' || '0' <= c && c <= '9':
+		return s.number()
+	default:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
+				s.i += len(lit)
+				return scanNoDuplicate
+			}
+		}
+		return scanUnsure
+	}
+}
+
+// str reads a string at s.i and returns its raw content; plain says it
+// has no escape, ok that it is a string as JSON writes one (no control
+// character, no malformed escape, closed).
+func (s *keysScan) str() (raw []byte, plain, ok bool) {
+	start := s.i + 1
+	plain = true
+	for i := start; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return s.b[start:i], plain, true
+		case c < 0x20:
+			return nil, false, false
+		case c == '\\':
+			plain = false
+			if i+1 >= len(s.b) {
+				return nil, false, false
+			}
+			switch s.b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if _, ok := hex4(s.b, i+2); !ok {
+					return nil, false, false
+				}
+				i += 5
+			default:
+				return nil, false, false
+			}
+		}
+	}
+	return nil, false, false
+}
+
+// number reads a number as JSON writes it: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *keysScan) number() scanResult {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() bool {
+		start := i
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
+		return scanUnsure
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return scanUnsure
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return scanUnsure
+		}
+	}
+	s.i = i
+	return scanNoDuplicate
+}
+
+func (s *keysScan) array() scanResult {
+	if s.depth+1 >= jsonNestingMax {
+		return scanUnsure
+	}
+	s.depth++
+	defer func() { s.depth-- }()
+	s.i++ // [
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return scanNoDuplicate
+	}
+	for {
+		if r := s.value(); r != scanNoDuplicate {
+			return r
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return scanUnsure
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case ']':
+			s.i++
+			return scanNoDuplicate
+		default:
+			return scanUnsure
+		}
+	}
+}
+
+func (s *keysScan) object() scanResult {
+	if s.depth+1 >= jsonNestingMax {
+		return scanUnsure
+	}
+	s.depth++
+	defer func() { s.depth-- }()
+	s.i++ // {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return scanNoDuplicate
+	}
+	var few [keysLinearMax][]byte
+	keys := few[:0]
+	var many map[string]bool
+	for {
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return scanUnsure
+		}
+		key, plain, ok := s.str()
+		if !ok || !plain {
+			return scanUnsure
+		}
+		if many == nil {
+			for _, k := range keys {
+				if bytes.Equal(k, key) {
+					s.dup = string(key)
+					return scanDuplicate
+				}
+			}
+			if len(keys) < keysLinearMax {
+				keys = append(keys, key)
+			} else {
+				many = make(map[string]bool, 2*keysLinearMax)
+				for _, k := range keys {
+					many[string(k)] = true
+				}
+			}
+		}
+		if many != nil {
+			if many[string(key)] {
+				s.dup = string(key)
+				return scanDuplicate
+			}
+			many[string(key)] = true
+		}
+		s.ws()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return scanUnsure
+		}
+		s.i++
+		s.ws()
+		if r := s.value(); r != scanNoDuplicate {
+			return r
+		}
+		s.ws()
+		if s.i >= len(s.b) {
+			return scanUnsure
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.ws()
+		case '}':
+			s.i++
+			return scanNoDuplicate
+		default:
+			return scanUnsure
+		}
+	}
+}
