@@ -152,55 +152,69 @@ func (s *keysScan) number() scanResult {
 	return scanNoDuplicate
 }
 
-func (s *keysScan) array() scanResult {
+// enter steps into the array or object at s.i; done says it was empty
+// and is closed already. It refuses nesting as deep as jsonNestingMax.
+func (s *keysScan) enter(closer byte) (done, ok bool) {
 	if s.depth+1 >= jsonNestingMax {
-		return scanUnsure
+		return false, false
 	}
 	s.depth++
-	defer func() { s.depth-- }()
-	s.i++ // [
+	s.i++
 	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
+	if s.i < len(s.b) && s.b[s.i] == closer {
 		s.i++
-		return scanNoDuplicate
+		s.depth--
+		return true, true
 	}
-	for {
-		if r := s.value(); r != scanNoDuplicate {
-			return r
-		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return scanUnsure
-		}
+	return false, true
+}
+
+// member reads a member's value and what follows it: a comma (more) or
+// the closer, which steps out.
+func (s *keysScan) member(closer byte) (more bool, r scanResult) {
+	if r := s.value(); r != scanNoDuplicate {
+		return false, r
+	}
+	s.ws()
+	if s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ',':
 			s.i++
 			s.ws()
-		case ']':
+			return true, scanNoDuplicate
+		case closer:
 			s.i++
-			return scanNoDuplicate
-		default:
-			return scanUnsure
+			s.depth--
+			return false, scanNoDuplicate
 		}
 	}
+	return false, scanUnsure
+}
+
+func (s *keysScan) array() scanResult {
+	done, ok := s.enter(']')
+	if !ok {
+		return scanUnsure
+	}
+	for !done {
+		more, r := s.member(']')
+		if r != scanNoDuplicate {
+			return r
+		}
+		done = !more
+	}
+	return scanNoDuplicate
 }
 
 func (s *keysScan) object() scanResult {
-	if s.depth+1 >= jsonNestingMax {
+	done, ok := s.enter('}')
+	if !ok {
 		return scanUnsure
-	}
-	s.depth++
-	defer func() { s.depth-- }()
-	s.i++ // {
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		return scanNoDuplicate
 	}
 	var few [keysLinearMax][]byte
 	keys := few[:0]
 	var many map[string]bool
-	for {
+	for !done {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
 			return scanUnsure
 		}
@@ -237,22 +251,11 @@ func (s *keysScan) object() scanResult {
 		}
 		s.i++
 		s.ws()
-		if r := s.value(); r != scanNoDuplicate {
+		more, r := s.member('}')
+		if r != scanNoDuplicate {
 			return r
 		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return scanUnsure
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case '}':
-			s.i++
-			return scanNoDuplicate
-		default:
-			return scanUnsure
-		}
+		done = !more
 	}
+	return scanNoDuplicate
 }
