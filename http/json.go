@@ -8,6 +8,7 @@ import (
 	"mime"
 	nethttp "net/http"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -136,9 +137,11 @@ func hex4(b []byte, i int) (rune, bool) {
 // API's bodies are a few levels deep.
 const jsonNestingMax = 32
 
-// checkDuplicateKeys refuses an object with a key twice, compared after
-// unescaping ("id" and "i\u0064" are one key): by scanKeys where it can
-// tell, else by walking b's tokens.
+// checkDuplicateKeys refuses an object with a key twice, compared as
+// encoding/json matches a key to a field: after unescaping ("id" and
+// "i\u0064" are one key) and whatever the case ("AMOUNT" sets amount), so
+// {"amount":"1.00","AMOUNT":"9999.00"} is refused rather than read as
+// 9999.00. It asks scanKeys where that can tell, else walks b's tokens.
 func checkDuplicateKeys(b []byte) error {
 	switch dup, r := scanKeys(b); r {
 	case scanNoDuplicate:
@@ -147,6 +150,25 @@ func checkDuplicateKeys(b []byte) error {
 		return duplicateKey(dup)
 	}
 	return walkDuplicateKeys(b)
+}
+
+// foldKey is k with each letter replaced by the least of its case
+// variants, so that two keys fold alike exactly when strings.EqualFold
+// says they are equal, the comparison encoding/json makes.
+func foldKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		for {
+			r2 := unicode.SimpleFold(r)
+			if r2 <= r {
+				r = r2
+				break
+			}
+			r = r2
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func duplicateKey(k string) error {
@@ -193,10 +215,11 @@ func walkDuplicateKeys(b []byte) error {
 		f := &stack[top]
 		if f.expectKey {
 			k, _ := tok.(string)
-			if f.keys[k] {
+			folded := foldKey(k)
+			if f.keys[folded] {
 				return duplicateKey(k)
 			}
-			f.keys[k] = true
+			f.keys[folded] = true
 		}
 		f.expectKey = !f.expectKey
 	}

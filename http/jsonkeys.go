@@ -4,10 +4,12 @@ import "bytes"
 
 // keysScan is checkDuplicateKeys's fast path: one pass over b, with no
 // allocation for the small objects the API takes, that finds a key named
-// twice in one object. It follows the JSON grammar strictly and gives up
-// (scanUnsure) on whatever it does not settle alone: a syntax error, a key
-// with an escape (compared only after unescaping), nesting as deep as
-// jsonNestingMax, data after the first value. The token walk then decides.
+// twice in one object, whatever the case of its letters. It follows the
+// JSON grammar strictly and gives up (scanUnsure) on whatever it does not
+// settle alone: a syntax error, a key with an escape (compared only after
+// unescaping) or beyond ASCII (whose case folding is Unicode's), nesting
+// as deep as jsonNestingMax, data after the first value. The token walk
+// then decides.
 // FuzzKeysScan checks that the two agree wherever the fast path answers.
 type keysScan struct {
 	b     []byte
@@ -211,39 +213,18 @@ func (s *keysScan) object() scanResult {
 	if !ok {
 		return scanUnsure
 	}
-	var few [keysLinearMax][]byte
-	keys := few[:0]
-	var many map[string]bool
+	var keys keySet
 	for !done {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
 			return scanUnsure
 		}
 		key, plain, ok := s.str()
-		if !ok || !plain {
+		if !ok || !plain || !ascii(key) {
 			return scanUnsure
 		}
-		if many == nil {
-			for _, k := range keys {
-				if bytes.Equal(k, key) {
-					s.dup = string(key)
-					return scanDuplicate
-				}
-			}
-			if len(keys) < keysLinearMax {
-				keys = append(keys, key)
-			} else {
-				many = make(map[string]bool, 2*keysLinearMax)
-				for _, k := range keys {
-					many[string(k)] = true
-				}
-			}
-		}
-		if many != nil {
-			if many[string(key)] {
-				s.dup = string(key)
-				return scanDuplicate
-			}
-			many[string(key)] = true
+		if !keys.add(key) {
+			s.dup = string(key)
+			return scanDuplicate
 		}
 		s.ws()
 		if s.i >= len(s.b) || s.b[s.i] != ':' {
@@ -258,4 +239,48 @@ func (s *keysScan) object() scanResult {
 		done = !more
 	}
 	return scanNoDuplicate
+}
+
+// keySet is an object's keys so far, ASCII, compared whatever their case:
+// one by one while they are few, by a map of their upper-case forms past
+// keysLinearMax.
+type keySet struct {
+	few  [keysLinearMax][]byte
+	n    int
+	many map[string]bool
+}
+
+// add puts key in the set and says whether it was new.
+func (ks *keySet) add(key []byte) bool {
+	if ks.many == nil {
+		for _, k := range ks.few[:ks.n] {
+			if bytes.EqualFold(k, key) {
+				return false
+			}
+		}
+		if ks.n < keysLinearMax {
+			ks.few[ks.n] = key
+			ks.n++
+			return true
+		}
+		ks.many = make(map[string]bool, 2*keysLinearMax)
+		for _, k := range ks.few[:ks.n] {
+			ks.many[string(bytes.ToUpper(k))] = true
+		}
+	}
+	upper := string(bytes.ToUpper(key))
+	if ks.many[upper] {
+		return false
+	}
+	ks.many[upper] = true
+	return true
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

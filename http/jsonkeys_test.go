@@ -2,6 +2,7 @@ package http
 
 import (
 	"fmt"
+	nethttp "net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -20,6 +21,12 @@ var keysCases = []struct {
 	{`{"amount":"1.00","amount":"9999.00"}`, scanDuplicate, "amount"},
 	{`{"a":{"b":1,"c":{"d":1,"d":2}}}`, scanDuplicate, "d"},
 	{`{"":1,"":2}`, scanDuplicate, ""},
+	// encoding/json sets a field from a key in any case.
+	{`{"total_amount":"1.00","TOTAL_AMOUNT":"9999.00"}`, scanDuplicate, "TOTAL_AMOUNT"},
+	{`{"a":1,"b":{"Mode":"x","mODE":"y"}}`, scanDuplicate, "mODE"},
+	{`{"id":1,"ID_":2}`, scanNoDuplicate, ""},
+	// Beyond ASCII, case is Unicode's (the Kelvin sign folds to k), left to the token walk.
+	{"{\"k\":1,\"\u212a\":2}", scanUnsure, ""},
 	// Escaped keys are compared after unescaping, by the token walk.
 	{`{"id":1,"i\u0064":2}`, scanUnsure, ""},
 	// Whatever is not valid JSON is left to the token walk and the decoder.
@@ -40,12 +47,12 @@ func TestScanKeys(t *testing.T) {
 	for i := range 5000 {
 		fmt.Fprintf(&many, `"k%d":%d,`, i, i)
 	}
-	many.WriteString(`"k4321":0}`)
+	many.WriteString(`"K4321":0}`)
 	cases := append(keysCases[:len(keysCases):len(keysCases)], struct {
 		body string
 		want scanResult
 		dup  string
-	}{many.String(), scanDuplicate, "k4321"})
+	}{many.String(), scanDuplicate, "K4321"})
 	for _, c := range cases {
 		dup, r := scanKeys([]byte(c.body))
 		if r != c.want || dup != c.dup {
@@ -57,10 +64,31 @@ func TestScanKeys(t *testing.T) {
 	// the nesting still refused, by the token walk.
 	for body, want := range map[string]string{
 		`{"id":1,"i\u0064":2}`:                            "names id twice",
+		"{\"k\":1,\"\u212a\":2}":                          "twice",
 		strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40): "nested too deeply",
 	} {
 		if err := checkDuplicateKeys([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("checkDuplicateKeys(%.40q) = %v, want %q", body, err, want)
+		}
+	}
+}
+
+// TestDecodeJSONCaseVariant: a second spelling of a field in another case
+// would set it again (encoding/json matches keys case-insensitively), so
+// that a reader keeping the first key and this one disagree on the amount.
+func TestDecodeJSONCaseVariant(t *testing.T) {
+	for _, body := range []string{
+		`{"total_amount":"1.00","TOTAL_AMOUNT":"9999.00"}`,
+		"{\"total_amount\":\"1.00\",\"total_amount\":\"9999.00\"}",
+		`{"total_amount":"1.00","Total_Amount":"2"}`,
+	} {
+		var v struct {
+			TotalAmount string `json:"total_amount"`
+		}
+		r, _ := nethttp.NewRequest("POST", "/v1/trades", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		if err := decodeJSON(r, &v); err == nil || !strings.Contains(err.Error(), "twice") {
+			t.Errorf("%s: decoded (total_amount %q, error %v), want it refused for naming a key twice", body, v.TotalAmount, err)
 		}
 	}
 }
