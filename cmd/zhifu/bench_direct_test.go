@@ -32,7 +32,7 @@ func BenchmarkPaidTradesDirect(b *testing.B) {
 // pairDirect is pair through the services.
 func (tb *tradeBench) pairDirect(seq int64, buyer string) error {
 	ctx := context.Background()
-	body := fmt.Sprintf(`{"out_trade_no":"b%d","subject":"bench","total_amount":"1.00","mode":"instant"}`, seq)
+	body := benchTrade(seq) // signed as sent, and created with the same parameters below
 	auth := signMerchant(tb.mk, "POST", "/v1/trades", body, time.Now(), newNonce())
 	m, guard, err := tb.m.Identity.VerifyMerchantSignature(ctx, auth, "POST", "/v1/trades", []byte(body))
 	if err != nil {

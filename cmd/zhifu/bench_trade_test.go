@@ -221,9 +221,15 @@ func (tb *tradeBench) callKeyed(method, path, auth, key, body string, out any) e
 	return nil
 }
 
+// benchTrade is the trade each client creates, as the body the merchant
+// signs (out_trade_no b<seq>, 1.00 yuan, instant).
+func benchTrade(seq int64) string {
+	return fmt.Sprintf(`{"out_trade_no":"b%d","subject":"bench","total_amount":"1.00","mode":"instant"}`, seq)
+}
+
 // pair creates a trade as the merchant and pays it as buyer.
 func (tb *tradeBench) pair(seq int64, buyer string) error {
-	body := fmt.Sprintf(`{"out_trade_no":"b%d","subject":"bench","total_amount":"1.00","mode":"instant"}`, seq)
+	body := benchTrade(seq)
 	auth := signMerchant(tb.mk, "POST", "/v1/trades", body, time.Now(), newNonce())
 	var tr struct {
 		TradeNo string `json:"trade_no"`
