@@ -50,9 +50,12 @@ type blMerchant struct {
 
 func reportBills(t *testing.T, backend string) {
 	// The day of the bills is yesterday: the gateway's SDK signs with
-	// the real time, which the clock reaches once the day is over.
+	// the real time, which the clock reaches once the day is over. The
+	// clock starts at yesterday's noon in Beijing, so that the minutes the
+	// test moves it on stay within that day whatever the hour of the run.
 	now := time.Now()
-	e := newEnvAt(t, backend, now.Add(-24*time.Hour))
+	b := now.In(gwBeijing)
+	e := newEnvAt(t, backend, time.Date(b.Year(), b.Month(), b.Day()-1, 12, 0, 0, 0, gwBeijing))
 	date := e.clock.Now().In(gwBeijing).Format("2006-01-02")
 	w := newTrWorld(t, e)
 	buyer, friend := w.user("buyer"), w.user("friend")
