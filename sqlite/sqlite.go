@@ -79,6 +79,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 			return nil, fmt.Errorf("sqlite: create data folder: %w", err)
 		}
 	}
+	if err := registerGatherVFS(); err != nil {
+		return nil, err
+	}
 	dsn := func(txlock string) string {
 		q := url.Values{}
 		q.Add("_pragma", "journal_mode(WAL)")
@@ -96,6 +99,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		// it alone) stay in memory instead of spilling to a temporary file.
 		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", txlock)
+		if txlock == "immediate" {
+			// The writer's WAL writes go out one per commit (walwrites.go).
+			q.Set("vfs", gatherVFSName)
+		}
 		return "file:" + path + "?" + q.Encode()
 	}
 	writer, err := sql.Open("sqlite", dsn("immediate"))
