@@ -14,14 +14,7 @@ import (
 func TestWALWritesGathered(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "g.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE gather (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	db := openGather(t, path)
 	mark, err := db.WALMark()
 	if err != nil {
 		t.Fatal(err)
@@ -68,17 +61,7 @@ func TestWALWritesGathered(t *testing.T) {
 func TestWALWritesGatheredSpill(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
-	db, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.writer.ExecContext(ctx, `PRAGMA cache_size = 20`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE gather (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	db := openGather(t, path, `PRAGMA cache_size = 20`)
 	// About 8 MiB: beyond the 20-page cache and beyond gatherBufferMax.
 	const rows, size = 4000, 2000
 
@@ -128,6 +111,24 @@ func TestWALWritesGatheredSpill(t *testing.T) {
 	}
 }
 
+// openGather opens a database at path, runs the statements given on its
+// writer connection, and creates the table gather.
+func openGather(t *testing.T, path string, writerStmts ...string) *DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, q := range append(writerStmts, `CREATE TABLE gather (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`) {
+		if _, err := db.writer.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db
+}
+
 // insertRows inserts rows from..from+n of size bytes each in one
 // transaction.
 func insertRows(t *testing.T, db *sql.DB, from, n, size int) {
@@ -163,17 +164,7 @@ func checkRows(t *testing.T, db *sql.DB, rows, size int) {
 // connections are shown it: the gathered frames go out with the commit
 // frame, not only at a sync.
 func TestWALWritesGatheredUnsynced(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "u.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{`PRAGMA synchronous = OFF`, `CREATE TABLE gather (id INTEGER PRIMARY KEY, v TEXT NOT NULL)`} {
-		if _, err := db.writer.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db := openGather(t, filepath.Join(t.TempDir(), "u.db"), `PRAGMA synchronous = OFF`)
 	for i := range 20 {
 		insertRows(t, db.writer, i*50, 50, 500)
 		checkRows(t, db.reader, (i+1)*50, 500)
